@@ -1,0 +1,34 @@
+# Every target creates the virtual environment first when it is missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: train test test-all lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: $(VENV)/.installed  ## the main job; extra Hydra overrides go in ARGS="loss=orl ..."
+	$(PY) -m orbitcl.train $(ARGS)
+
+test: $(VENV)/.installed  ## lint, then the fast test suite
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.installed  ## including tests marked slow
+	$(PY) -m pytest -q -m ''
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Image encoders. Each one exposes `out_dim`, the width of the features it returns."""
+
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import nn
+
+
+class ConvEncoder(nn.Module):
+    """A small CNN for small grayscale images (8x8 digits, 28x28 MNIST).
+
+    Each stage is conv3x3 -> BatchNorm -> ReLU; the first keeps the resolution, the later ones
+    halve it. Global average pooling makes it work for any input size.
+    """
+
+    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128)):
+        super().__init__()
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths={list(widths)} is invalid: must be non-empty and positive")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for stage, width in enumerate(widths):
+            stride = 1 if stage == 0 else 2
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.out_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C, H, W) -> (B, out_dim)
+        return self.features(x).mean(dim=(2, 3))
+
+
+class ResNet18CIFAR(nn.Module):
+    """ResNet-18 with the CIFAR stem used by SimCLR for 32x32 images.
+
+    The ImageNet stem (7x7 stride-2 conv + max-pool) would shrink a 32x32 image to 8x8 before the
+    first block; the CIFAR stem is a 3x3 stride-1 conv and no max-pool.
+    """
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        net = torchvision.models.resnet18(weights=None)
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        self.out_dim = net.fc.in_features  # 512
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, C, 32, 32) -> (B, 512)
+        return self.net(x)

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from orbitcl.models import ConvEncoder, MLPProjector, ResNet18CIFAR
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_conv_encoder_any_size_reports_its_width(size):
+    encoder = ConvEncoder(in_channels=1, widths=(8, 16))
+    out = encoder(torch.randn(3, 1, size, size))
+    assert out.shape == (3, encoder.out_dim) == (3, 16)
+
+
+def test_resnet18_cifar_stem_keeps_resolution():
+    encoder = ResNet18CIFAR()
+    assert encoder.net.conv1.kernel_size == (3, 3) and encoder.net.conv1.stride == (1, 1)
+    assert isinstance(encoder.net.maxpool, torch.nn.Identity)
+    assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, encoder.out_dim) == (2, 512)
+
+
+def test_projector_shapes_and_layers():
+    projector = MLPProjector(in_dim=16, hidden_dim=32, out_dim=8, num_layers=3)
+    assert projector(torch.randn(4, 16)).shape == (4, 8)
+    assert sum(isinstance(m, torch.nn.Linear) for m in projector.modules()) == 3
+
+
+@pytest.mark.parametrize("field", ["out_dim", "hidden_dim", "num_layers"])
+def test_projector_rejects_zero_width(field):
+    kwargs = {"in_dim": 16, field: 0}
+    with pytest.raises(ValueError, match=f"^{field}=0 is invalid"):
+        MLPProjector(**kwargs)
