@@ -24,7 +24,9 @@ def test_matches_naive_definition(k, chunk_size):
     gen = torch.Generator().manual_seed(k)
     bank, queries = torch.randn(40, 6, generator=gen), torch.randn(23, 6, generator=gen)
     labels = torch.randint(0, 4, (40,), generator=gen)
-    got = weighted_knn_predict(queries, bank, labels, 4, k=k, temperature=0.2, chunk_size=chunk_size)
+    got = weighted_knn_predict(
+        queries, bank, labels, 4, k=k, temperature=0.2, chunk_size=chunk_size
+    )
     expected = naive_knn(queries.double(), bank.double(), labels, 4, min(k, 40), 0.2)
     assert torch.equal(got, expected)
 
