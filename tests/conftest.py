@@ -1,0 +1,26 @@
+"""Test-wide environment: the offline dataset copies, and W&B never reaching the network."""
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+# Set at import, before any config is composed, so ${oc.env:ORBITCL_DATA_DIR,...} sees it.
+os.environ.setdefault(
+    "ORBITCL_DATA_DIR", str((Path(__file__).parent / "../../shared/data").resolve())
+)
+os.environ.setdefault("WANDB_MODE", "offline")
+
+CONF_DIR = Path(__file__).parents[1] / "conf"
+
+
+@pytest.fixture
+def train_config():
+    """Composes conf/train.yaml with overrides, as the command line would."""
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+
+    return _compose
