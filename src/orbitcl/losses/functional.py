@@ -1,0 +1,149 @@
+"""Contrastive losses over two views as pure functions: NT-Xent, ORL and ORL's tension.
+
+Conventions are those of ``docs/orl.md``: ``z_a`` and ``z_b`` are un-normalised ``(N, d)``
+projector outputs, row n of each from image n. The 2N anchors are
+``z = normalize(cat([z_a, z_b]))`` and anchor i's positive is ``p(i) = i + N`` for ``i < N``,
+else ``i - N``. Losses are means over all 2N anchors.
+
+Every (2N, 2N) quantity comes from the Gram matrix ``G = z z^T`` (the only matmul) and
+per-anchor O(Nd) terms, never from a (2N, 2N, d) tensor. It is computed in float32 at least
+(float64 stays float64), even under autocast, and so are T and the losses.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def check_temperature(temperature: float) -> None:
+    """Raise ValueError unless temperature > 0."""
+    if not temperature > 0:  # `not >` also rejects NaN
+        raise ValueError(f"temperature={temperature} is invalid: must be > 0")
+
+
+def check_t_min(t_min: float) -> None:
+    """Raise ValueError unless t_min is in (0, 1]."""
+    if not 0 < t_min <= 1:
+        raise ValueError(f"t_min={t_min} is invalid: must be in (0, 1]")
+
+
+def _anchors(z_a: Tensor, z_b: Tensor, min_n: int, need: str) -> Tensor:
+    """The (2N, d) unit anchors ``[z_a; z_b]``, upcast to float32 at least."""
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise ValueError(
+            f"z_a and z_b must both have shape (N, d), got {tuple(z_a.shape)} and "
+            f"{tuple(z_b.shape)}"
+        )
+    if len(z_a) < min_n:
+        raise ValueError(f"z_a has N={len(z_a)} rows: {need} needs N >= {min_n}")
+    z = torch.cat([z_a, z_b])
+    # In fp16/bf16, 1 - cos near aligned pairs is below the resolution and T is noise.
+    return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+
+
+def _gram(z: Tensor) -> Tensor:
+    # Autocast would run the matmul in half precision and undo the upcast of _anchors.
+    with torch.autocast(z.device.type, enabled=False):
+        return z @ z.T  # (2N, 2N)
+
+
+def _tension(z: Tensor, gram: Tensor, t_min: float) -> Tensor:
+    """T (2N, 2N) from the unit anchors z (2N, d) and their Gram matrix; T[i, i] is arbitrary.
+
+    Memory: each (2N, 2N) matrix is 256 MiB at 2N = 8192, so ops are in place wherever autograd
+    does not need the overwritten input; otherwise they are out of place, since an in-place op
+    would make autograd save a copy of its input anyway.
+    """
+    n = len(z) // 2
+    # A dot product of d-dim unit vectors is rounded by ~sqrt(d) eps (measured up to d = 8192,
+    # fp32 and fp64), so a squared distance below `tol` is noise, and so is its direction.
+    tol = 4 * z.shape[1] ** 0.5 * torch.finfo(z.dtype).eps
+
+    # Where a direction is undefined, T falls back to 1, NT-Xent's logit: an exact duplicate of
+    # the anchor, or every negative of an anchor whose views coincide, is repelled as NT-Xent
+    # would. (Falling back to t_min instead would silence all negatives of a perfectly aligned
+    # anchor and make collapse a minimum of ORL.) The fallback entries are constant, so no
+    # gradient flows through their undefined directions.
+
+    # Per-anchor terms from the vectors, O(Nd), not from diagonals of G (whose backward would
+    # cost a (2N, 2N) pass each). ||z_p(i) - z_i|| from G (2 - 2 cos) would moreover cancel
+    # catastrophically as the views align.
+    to_pos = z.roll(n, 0) - z  # (2N, d): z_p(i) - z_i
+    sq_pos = to_pos.square().sum(1)  # (2N,)
+    views_coincide = sq_pos < tol  # (2N,): identical views (fallback)
+    pos_dist = torch.where(views_coincide, 1.0, sq_pos).sqrt()  # (2N,), never sqrt(0)
+    sq_norm = z.square().sum(1)  # (2N,): G[i, i], 1 but for all-zero inputs
+
+    # Numerator (z_p(i) - z_i) . (z_k - z_i) = G[p(i), k] - G[i, k] - (z_p(i) - z_i) . z_i, with
+    # G[p(i), :] = G rolled by N rows.
+    num = gram.roll(n, 0).sub_(gram).sub_((to_pos * z).sum(1, keepdim=True))  # (2N, 2N)
+
+    # ||z_k - z_i||^2 = G[i, i] + G[k, k] - 2 G[i, k]. Where it is noise, i.e. the self entry and
+    # duplicate negatives (fallback), it becomes 1 *before* the rsqrt (masking a 0/0 afterwards
+    # would still give NaN gradients). A bool mask is what backward stores, not a float matrix.
+    sq_dist = (sq_norm[:, None] + sq_norm).sub_(gram, alpha=2)  # (2N, 2N)
+    coincide = sq_dist < tol  # (2N, 2N)
+    coincide.diagonal().fill_(True)  # whatever the rounding of the self entry
+    inv_dist = torch.where(coincide, 1.0, sq_dist).rsqrt_()  # (2N, 2N)
+
+    t = (num * inv_dist / pos_dist[:, None]).clamp(t_min, 1.0)  # (2N, 2N)
+    # clamp's backward needs only its input, so its output may be overwritten in place.
+    t.masked_fill_(coincide | views_coincide[:, None], 1.0)
+    # T[i, p(i)] = 1 by definition, so the positive's logit is NT-Xent's; computed, it would be
+    # 1 only up to rounding (noise when the views align).
+    t.diagonal(n).fill_(1.0)
+    t.diagonal(-n).fill_(1.0)
+    return t
+
+
+def _info_nce(logits: Tensor) -> Tensor:
+    """Mean over the 2N anchors of -logits[i, p(i)] + logsumexp_{k != i} logits[i, k]."""
+    n = len(logits) // 2
+    # k = i is left out of the logsumexp as a -inf logit, which also has zero gradient.
+    logits.diagonal().fill_(float("-inf"))
+    positives = torch.arange(2 * n, device=logits.device).roll(n)  # p(i)
+    return F.cross_entropy(logits, positives)
+
+
+def tension(z_a: Tensor, z_b: Tensor, t_min: float = 1e-6) -> Tensor:
+    """ORL's tension T (2N, 2N), rows and columns ordered ``[z_a; z_b]``.
+
+    ``T[i, k] = u_i . (z_k - z_i) / ||z_k - z_i||`` with ``u_i = (z_p(i) - z_i) / ||...||``, on
+    unit vectors, clamped to ``[t_min, 1]``; ``T[i, p(i)] = 1``. The self entries ``T[i, i]``
+    are undefined and set to 0. Where a direction is undefined, T falls back to 1 (NT-Xent's
+    logit): for every negative of an anchor whose views coincide (``u_i`` undefined), and for a
+    duplicate negative (``z_k = z_i``). float32 at least.
+    """
+    check_t_min(t_min)
+    z = _anchors(z_a, z_b, 1, "tension")
+    t = _tension(z, _gram(z), t_min)
+    t.diagonal().fill_(0.0)  # undefined: z_k - z_i = 0
+    return t
+
+
+def ntxent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
+    """NT-Xent: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]``."""
+    check_temperature(temperature)
+    z = _anchors(z_a, z_b, 2, "NT-Xent (at least one negative per anchor)")
+    # G comes straight from the matmul, whose backward does not need it: divide in place.
+    return _info_nce(_gram(z).div_(temperature))
+
+
+def orl(
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float,
+    t_min: float = 1e-6,
+    detach_tension: bool = False,
+) -> Tensor:
+    """ORL: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``.
+
+    ``T = tension(z_a, z_b, t_min)``; ``T[i, p(i)] = 1`` keeps the positive's term NT-Xent's.
+    Gradients flow through T unless ``detach_tension``.
+    """
+    check_temperature(temperature)
+    check_t_min(t_min)
+    z = _anchors(z_a, z_b, 2, "ORL (at least one negative per anchor)")
+    gram = _gram(z)
+    t = _tension(z.detach(), gram.detach(), t_min) if detach_tension else _tension(z, gram, t_min)
+    return _info_nce((gram * t).div_(temperature))

@@ -1,0 +1,41 @@
+"""NT-Xent, the loss of SimCLR (Chen et al. 2020), as a module."""
+
+from torch import Tensor, nn
+
+from orbitcl.losses import functional
+
+
+class NTXentLoss(nn.Module):
+    """NT-Xent of SimCLR (Chen, Kornblith, Norouzi and Hinton, ICML 2020), mean over 2N anchors.
+
+    ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]`` on
+    ``z = normalize(cat([z_a, z_b]))``, anchor i's positive being ``p(i) = i +- N``.
+
+    It equals lightly's ``NTXentLoss`` (no memory bank, one process). Lightly normalises both
+    views and builds, for the anchors ``a_i`` of view 0, the rows
+    ``[a_i . b_k for all k] ++ [a_i . a_k for k != i]`` (divided by tau), with target the
+    column of ``b_i``; for the anchors ``b_i`` of view 1, ``[b_i . a_k for all k] ++
+    [b_i . b_k for k != i]`` with target ``a_i``; and takes the cross-entropy averaged over the
+    2N rows. Each row holds exactly the logits ``sim(i, k) / tau`` for ``k != i`` of our anchor
+    i, in another column order, and its target is ``p(i)``; cross-entropy
+    ``-x_target + logsumexp(x)`` does not depend on the column order, so the two are equal term
+    by term. (SimCLR's reference code masks ``k = i`` with a logit of -1e9 instead of dropping
+    it, which changes the logsumexp by less than float precision.)
+    """
+
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
+        super().__init__()
+        functional.check_temperature(temperature)
+        if gather_distributed:
+            raise NotImplementedError(
+                "gather_distributed=True is not implemented yet (see the DDP issue)"
+            )
+        self.temperature = temperature
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """Loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d), N >= 2."""
+        return functional.ntxent(z_a, z_b, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

@@ -1,0 +1,64 @@
+"""Naive float64 references for the losses, written straight from docs/orl.md.
+
+One anchor at a time, with explicit difference vectors and no Gram-matrix tricks; independent of
+`orbitcl.losses.functional` on purpose. Only for small N and non-degenerate inputs.
+"""
+
+import torch
+from torch import Tensor
+
+
+def _anchors(z_a: Tensor, z_b: Tensor) -> tuple[Tensor, int]:
+    z = torch.cat([z_a, z_b]).double()
+    return z / z.norm(dim=1, keepdim=True), len(z_a)
+
+
+def _positive(i: int, n: int) -> int:
+    return i + n if i < n else i - n
+
+
+def naive_tension(z_a: Tensor, z_b: Tensor, t_min: float = 1e-6) -> Tensor:
+    """T (2N, 2N); the undefined self entries T[i, i] are 0."""
+    z, n = _anchors(z_a, z_b)
+    rows = []
+    for i in range(2 * n):
+        delta_pos = z[_positive(i, n)] - z[i]
+        u = delta_pos / delta_pos.norm()
+        row = []
+        for k in range(2 * n):
+            if k == i:
+                row.append(z.new_zeros(()))
+                continue
+            delta = z[k] - z[i]
+            row.append((u @ delta / delta.norm()).clamp(t_min, 1.0))
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def _loss(z: Tensor, n: int, temperature: float, t: Tensor | None) -> Tensor:
+    losses = []
+    for i in range(2 * n):
+        p = _positive(i, n)
+        negatives_and_positive = [k for k in range(2 * n) if k != i]
+        logits = torch.stack([z[i] @ z[k] for k in negatives_and_positive]) / temperature
+        if t is not None:
+            logits = logits * t[i, negatives_and_positive]
+        losses.append(-(z[i] @ z[p]) / temperature + torch.logsumexp(logits, 0))
+    return torch.stack(losses).mean()
+
+
+def naive_ntxent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
+    z, n = _anchors(z_a, z_b)
+    return _loss(z, n, temperature, None)
+
+
+def naive_orl(
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float,
+    t_min: float = 1e-6,
+    detach_tension: bool = False,
+) -> Tensor:
+    z, n = _anchors(z_a, z_b)
+    t = naive_tension(z_a, z_b, t_min)
+    return _loss(z, n, temperature, t.detach() if detach_tension else t)

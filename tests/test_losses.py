@@ -1,0 +1,254 @@
+"""Tests of orbitcl.losses against the naive references, plus edge cases and memory."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from reference_losses import naive_ntxent, naive_orl, naive_tension
+
+from orbitcl.losses import NTXentLoss, ORLLoss, functional
+
+CASES = [(2, 3, 0.1), (5, 8, 0.5), (16, 32, 1.0)]  # (N, d, temperature)
+EXACT = {"rtol": 1e-10, "atol": 1e-10}  # float64 against the naive references
+
+
+def views(n, d, dtype=torch.float64, seed=0):
+    """Two (N, d) leaf tensors of un-normalised projector outputs."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(n, d, generator=g, dtype=dtype).requires_grad_() for _ in range(2))
+
+
+def value_and_grads(output, z_a, z_b):
+    return (output.detach(), *torch.autograd.grad(output, (z_a, z_b)))
+
+
+def assert_all_close(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e, **EXACT)
+
+
+@pytest.mark.parametrize("n, d, temperature", CASES)
+def test_ntxent_matches_reference(n, d, temperature):
+    z_a, z_b = views(n, d)
+    assert_all_close(
+        value_and_grads(functional.ntxent(z_a, z_b, temperature), z_a, z_b),
+        value_and_grads(naive_ntxent(z_a, z_b, temperature), z_a, z_b),
+    )
+
+
+@pytest.mark.parametrize("detach_tension", [False, True])
+@pytest.mark.parametrize("n, d, temperature", CASES)
+def test_orl_matches_reference(n, d, temperature, detach_tension):
+    z_a, z_b = views(n, d)
+    assert_all_close(
+        value_and_grads(functional.orl(z_a, z_b, temperature, 1e-6, detach_tension), z_a, z_b),
+        value_and_grads(naive_orl(z_a, z_b, temperature, 1e-6, detach_tension), z_a, z_b),
+    )
+
+
+@pytest.mark.parametrize("t_min", [1e-6, 0.2])
+@pytest.mark.parametrize("n, d", [(n, d) for n, d, _ in CASES])
+def test_tension_matches_reference(n, d, t_min):
+    z_a, z_b = views(n, d)
+    ours, naive = functional.tension(z_a, z_b, t_min), naive_tension(z_a, z_b, t_min)
+    torch.testing.assert_close(ours, naive, **EXACT)
+    # Gradients of a generic scalar function of T.
+    weights = torch.randn(
+        2 * n, 2 * n, generator=torch.Generator().manual_seed(1), dtype=ours.dtype
+    )
+    assert_all_close(
+        value_and_grads((ours * weights).sum(), z_a, z_b),
+        value_and_grads((naive * weights).sum(), z_a, z_b),
+    )
+
+
+@pytest.mark.parametrize("t_min", [1e-6, 0.3])
+def test_tension_structure(t_min):
+    n = 64
+    z_a, z_b = views(n, 16, torch.float32)
+    t = functional.tension(z_a, z_b, t_min)
+    positive = torch.arange(2 * n).roll(n)
+    assert t.shape == (2 * n, 2 * n)
+    assert (t[torch.arange(2 * n), positive] == 1).all()
+    assert (t.diagonal() == 0).all()
+    off_diagonal = t[~torch.eye(2 * n, dtype=torch.bool)]
+    assert off_diagonal.min() >= t_min and off_diagonal.max() <= 1
+
+
+def test_orl_with_t_min_one_is_ntxent():
+    z_a, z_b = views(16, 32)
+    assert_all_close(
+        value_and_grads(functional.orl(z_a, z_b, 0.5, t_min=1.0), z_a, z_b),
+        value_and_grads(functional.ntxent(z_a, z_b, 0.5), z_a, z_b),
+    )
+
+
+def test_modules_equal_functional():
+    z_a, z_b = views(8, 16, torch.float32)
+    assert torch.equal(NTXentLoss(0.2)(z_a, z_b), functional.ntxent(z_a, z_b, 0.2))
+    assert torch.equal(
+        ORLLoss(0.2, t_min=1e-3, detach_tension=True)(z_a, z_b),
+        functional.orl(z_a, z_b, 0.2, t_min=1e-3, detach_tension=True),
+    )
+
+
+def degenerate(case, dtype):
+    """Views with an undefined tension direction somewhere, N = 8, d = 16."""
+    z_a, z_b = (z.detach() for z in views(8, 16, dtype))
+    if case == "identical_views":
+        z_b = z_a.clone()
+    elif case == "duplicate_rows":
+        z_a = torch.cat([z_a[:4], z_a[:4]])
+    elif case == "collapse":
+        z_a = z_b = z_a[:1].expand(8, -1)
+    elif case == "zero_difference_pair":
+        z_b = torch.cat([z_a[:1], z_b[1:]])
+    return z_a.clone().requires_grad_(), z_b.clone().requires_grad_()
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        lambda z_a, z_b: functional.ntxent(z_a, z_b, 0.1),
+        lambda z_a, z_b: functional.orl(z_a, z_b, 0.1),
+        lambda z_a, z_b: functional.orl(z_a, z_b, 0.1, detach_tension=True),
+        lambda z_a, z_b: functional.tension(z_a, z_b).sum(),
+    ],
+    ids=["ntxent", "orl", "orl_detached", "tension"],
+)
+@pytest.mark.parametrize(
+    "case", ["identical_views", "duplicate_rows", "collapse", "zero_difference_pair"]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_degenerate_inputs_stay_finite(loss_fn, case, dtype):
+    z_a, z_b = degenerate(case, dtype)
+    for x in value_and_grads(loss_fn(z_a, z_b), z_a, z_b):
+        assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_undefined_directions_fall_back_to_ntxent(dtype):
+    eye = torch.eye(16, dtype=torch.bool)
+    # Identical views: no anchor -> positive direction, for any negative.
+    t = functional.tension(*degenerate("identical_views", dtype))
+    assert (t[~eye] == 1).all()
+    # Duplicate rows z_a[k] = z_a[k + 4]: no direction from one to the other.
+    t = functional.tension(*degenerate("duplicate_rows", dtype))
+    k = torch.arange(4)
+    assert (t[k, k + 4] == 1).all() and (t[k + 4, k] == 1).all()
+    assert (t[~eye] < 1).any()  # the other negatives keep their tension
+
+
+@pytest.mark.parametrize("case", ["identical_views", "collapse"])
+def test_orl_is_ntxent_where_tension_is_undefined(case):
+    """Exact alignment or collapse is never rewarded by silencing the negatives."""
+    z_a, z_b = degenerate(case, torch.float64)
+    assert_all_close(
+        value_and_grads(functional.orl(z_a, z_b, 0.2), z_a, z_b),
+        value_and_grads(functional.ntxent(z_a, z_b, 0.2), z_a, z_b),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_upcast(dtype):
+    z_a, z_b = (z.detach().to(dtype) for z in views(16, 32, torch.float32))
+    t = functional.tension(z_a, z_b)
+    assert t.dtype == torch.float32
+    assert torch.equal(t, functional.tension(z_a.float(), z_b.float()))
+    for loss_fn in (functional.ntxent, functional.orl):
+        loss = loss_fn(z_a, z_b, 0.5)
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        assert torch.equal(loss, loss_fn(z_a.float(), z_b.float(), 0.5))
+
+
+def test_autocast_does_not_lower_the_gram_precision():
+    z_a, z_b = (z.detach() for z in views(16, 32, torch.float32))
+    expected_t, expected_loss = functional.tension(z_a, z_b), functional.orl(z_a, z_b, 0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(functional.tension(z_a, z_b), expected_t)
+        assert torch.equal(functional.orl(z_a, z_b, 0.5), expected_loss)
+
+
+@pytest.mark.parametrize("temperature", [0, -0.1, math.nan])
+def test_invalid_temperature(temperature):
+    z_a, z_b = views(4, 8)
+    for call in (
+        lambda: functional.ntxent(z_a, z_b, temperature),
+        lambda: functional.orl(z_a, z_b, temperature),
+        lambda: NTXentLoss(temperature),
+        lambda: ORLLoss(temperature),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"^temperature={temperature} is invalid: must be > 0$"
+        ):
+            call()
+
+
+@pytest.mark.parametrize("t_min", [0, -1e-6, 1.5])
+def test_invalid_t_min(t_min):
+    z_a, z_b = views(4, 8)
+    for call in (
+        lambda: functional.tension(z_a, z_b, t_min),
+        lambda: functional.orl(z_a, z_b, 0.5, t_min),
+        lambda: ORLLoss(t_min=t_min),
+    ):
+        with pytest.raises(ValueError, match=rf"^t_min={t_min} is invalid: must be in \(0, 1\]"):
+            call()
+
+
+def test_invalid_shapes():
+    z_a, z_b = views(4, 8)
+    with pytest.raises(ValueError, match=r"^z_a and z_b must both have shape \(N, d\)"):
+        functional.orl(z_a, z_b[:, :5], 0.5)
+    with pytest.raises(ValueError, match=r"^z_a and z_b must both have shape \(N, d\)"):
+        functional.tension(z_a[0], z_b[0])
+    for loss_fn in (functional.ntxent, functional.orl):
+        with pytest.raises(ValueError, match=r"^z_a has N=1 rows: .* needs N >= 2"):
+            loss_fn(z_a[:1], z_b[:1], 0.5)
+    with pytest.raises(ValueError, match=r"^z_a has N=0 rows: tension needs N >= 1"):
+        functional.tension(z_a[:0], z_b[:0])
+    assert functional.tension(z_a[:1], z_b[:1]).shape == (2, 2)
+
+
+@pytest.mark.parametrize("loss_cls", [NTXentLoss, ORLLoss])
+def test_gather_distributed_is_not_implemented(loss_cls):
+    with pytest.raises(NotImplementedError, match="^gather_distributed=True"):
+        loss_cls(gather_distributed=True)
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys, torch
+from orbitcl.losses import functional
+loss_fn = getattr(functional, sys.argv[1])
+g = torch.Generator().manual_seed(0)
+z_a, z_b = (torch.randn(4096, 128, generator=g, requires_grad=True) for _ in range(2))
+loss_fn(z_a[:4], z_b[:4], 0.5).backward()  # warm-up: lazy initialisation, grad buffers
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loss_fn(z_a, z_b, 0.5).backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)  # KiB on Linux
+"""
+
+
+def peak_memory_growth_gib(loss_name):
+    """Peak RSS growth of one forward + backward at 2N = 8192, d = 128, in a fresh process."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT, loss_name],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout) / 2**20
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_orl_peak_memory_at_2n_8192():
+    ntxent, orl = peak_memory_growth_gib("ntxent"), peak_memory_growth_gib("orl")
+    print(f"\npeak memory growth, 2N = 8192, d = 128: NT-Xent {ntxent:.2f} GiB, ORL {orl:.2f} GiB")
+    assert orl < 4, f"ORL grew the peak memory by {orl:.2f} GiB (NT-Xent: {ntxent:.2f} GiB)"
