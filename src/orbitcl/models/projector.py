@@ -11,9 +11,7 @@ class MLPProjector(nn.Module):
     config cannot disagree with the encoder.
     """
 
-    def __init__(
-        self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2
-    ):
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2):
         super().__init__()
         for name, value, low in (
             ("in_dim", in_dim, 1),

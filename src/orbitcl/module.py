@@ -1,0 +1,94 @@
+"""The LightningModule: views -> encoder -> projector -> loss, with a kNN monitor."""
+
+from collections.abc import Callable
+from itertools import combinations
+
+import lightning as L
+import torch
+from torch import nn
+
+from orbitcl.knn import knn_accuracy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class ContrastiveModule(L.LightningModule):
+    """Trains `encoder` and `projector` with a pairwise contrastive `loss`.
+
+    Every component arrives built (Hydra's `_target_`); the module reads no config. With V > 2
+    views per image the loss is averaged over all V*(V-1)/2 pairs of views.
+
+    `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
+    and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
+    Validation expects two loaders, [bank, queries], and logs the weighted kNN accuracy of the
+    queries against the bank on encoder features.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        knn_k: int = 200,
+        knn_temperature: float = 0.1,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.knn_k = knn_k
+        self.knn_temperature = knn_temperature
+        self.last_knn_step: int | None = None  # global step of the latest kNN evaluation
+        self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
+        return self.encoder(images)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        views, _ = batch  # V tensors of (B, C, H, W)
+        # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
+        z = self.projector(self.encoder(torch.cat(views)))  # (V*B, d)
+        zs = z.chunk(len(views))  # V x (B, d)
+        loss = torch.stack([self.loss(zs[a], zs[b]) for a, b in combinations(range(len(zs)), 2)])
+        loss = loss.mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = {}
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        self._val_outputs.setdefault(dataloader_idx, []).append((self(images), labels))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or len(self._val_outputs) != 2:
+            return
+        bank, bank_labels = self._collected(0)
+        queries, query_labels = self._collected(1)
+        accuracy = knn_accuracy(
+            queries, query_labels, bank, bank_labels, k=self.knn_k, temperature=self.knn_temperature
+        )
+        self.log("val/knn_acc", accuracy, prog_bar=True)
+        self.last_knn_step = self.global_step
+        self._val_outputs = {}
+
+    def _collected(self, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
+        return torch.cat(features), torch.cat(labels)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        schedule = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
