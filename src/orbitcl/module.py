@@ -50,7 +50,8 @@ class ContrastiveModule(L.LightningModule):
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
         return self.encoder(images)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor | list]:
+        """Returns the loss and, for callbacks, the detached projections of each view."""
         views, _ = batch  # V tensors of (B, C, H, W)
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
         z = self.projector(self.encoder(torch.cat(views)))  # (V*B, d)
@@ -59,7 +60,7 @@ class ContrastiveModule(L.LightningModule):
         loss = loss.mean()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        return loss
+        return {"loss": loss, "projections": [z.detach() for z in zs]}
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {}
