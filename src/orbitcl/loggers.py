@@ -1,4 +1,5 @@
-"""Weights & Biases logging that never prompts and never hangs: offline when it must be."""
+"""Weights & Biases logging that never prompts, never hangs and never stops training: it goes
+offline when it must, and the run can be uploaded later with `wandb sync`."""
 
 import logging
 import netrc
@@ -7,23 +8,26 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+import wandb
 from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
 
 def wandb_mode() -> tuple[str, str]:
-    """Returns (mode, reason): `WANDB_MODE` if set, else "offline" without a login or without a
-    route to the W&B server (checked with a 3 s connection attempt), else "online"."""
-    if mode := os.environ.get("WANDB_MODE"):
-        return mode, "WANDB_MODE is set"
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    """Returns (mode, reason). `WANDB_MODE=offline|disabled` is obeyed; otherwise "online" needs
+    a login and a route to the W&B server (a 3 s connection attempt), else "offline"."""
+    requested = os.environ.get("WANDB_MODE", "online")
+    if requested in ("offline", "disabled", "dryrun"):
+        return requested, f"WANDB_MODE={requested}"
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host = url.hostname or "api.wandb.ai"
     if not (os.environ.get("WANDB_API_KEY") or _netrc_has(host)):
-        return "offline", "no W&B login found (run `wandb login` to log online)"
+        return "offline", "no W&B login found; run `wandb login` to log online"
     try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError:
-        return "offline", f"{host} is not reachable"
+        socket.create_connection((host, url.port or 443), timeout=3).close()
+    except OSError as err:
+        return "offline", f"{host} is not reachable ({err.__class__.__name__})"
     return "online", "logged in and online"
 
 
@@ -35,13 +39,40 @@ def _netrc_has(host: str) -> bool:
 
 
 def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogger:
-    """A WandbLogger whose files live under `save_dir` (the run directory), offline if needed."""
+    """A WandbLogger with its files under `save_dir` (the run directory).
+
+    The W&B run is started here, not at the first metric, so that a failing start (server error,
+    bad key) falls back to offline before training rather than stopping it.
+    """
     mode, reason = wandb_mode()
+    if mode == "online":
+        try:
+            logger = _start(save_dir, project, name, "online", **kwargs)
+            log.info("W&B run online: %s", logger.experiment.url)
+            return logger
+        except Exception as err:  # any failure of the service must not stop training
+            wandb.finish()
+            reason = f"the W&B run could not start online ({err.__class__.__name__}: {err})"
+            mode = "offline"
     if mode == "offline":
+        offline_dir = Path(save_dir) / "wandb"
         log.warning(
-            "W&B runs offline (%s). Its files go to %s; upload them later with: wandb sync %s",
+            "W&B runs offline: %s. Its files go to %s; upload them later with: wandb sync %s",
             reason,
-            Path(save_dir) / "wandb",
-            Path(save_dir) / "wandb" / "offline-run-*",
+            offline_dir,
+            offline_dir / "offline-run-*",
         )
-    return WandbLogger(save_dir=save_dir, project=project, name=name, mode=mode, **kwargs)
+    return _start(save_dir, project, name, mode, **kwargs)
+
+
+def _start(save_dir: str, project: str, name: str, mode: str, **kwargs) -> WandbLogger:
+    logger = WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        name=name,
+        mode=mode,
+        settings=wandb.Settings(init_timeout=60, silent=mode != "online"),
+        **kwargs,
+    )
+    logger.experiment  # noqa: B018 -- starts the run now (a no-op on ranks other than zero)
+    return logger
