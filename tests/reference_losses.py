@@ -35,9 +35,11 @@ def naive_tension(z_a: Tensor, z_b: Tensor, t_min: float = 1e-6) -> Tensor:
     return torch.stack(rows)
 
 
-def _loss(z: Tensor, n: int, temperature: float, t: Tensor | None) -> Tensor:
+def _loss(z: Tensor, n: int, temperature: float, t: Tensor | None, images: slice | None) -> Tensor:
+    """Mean over the anchors of `images` (both views; default all) of the per-anchor loss."""
+    own = list(range(n)[images or slice(None)])
     losses = []
-    for i in range(2 * n):
+    for i in own + [i + n for i in own]:
         p = _positive(i, n)
         negatives_and_positive = [k for k in range(2 * n) if k != i]
         logits = torch.stack([z[i] @ z[k] for k in negatives_and_positive]) / temperature
@@ -47,9 +49,11 @@ def _loss(z: Tensor, n: int, temperature: float, t: Tensor | None) -> Tensor:
     return torch.stack(losses).mean()
 
 
-def naive_ntxent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
+def naive_ntxent(
+    z_a: Tensor, z_b: Tensor, temperature: float, images: slice | None = None
+) -> Tensor:
     z, n = _anchors(z_a, z_b)
-    return _loss(z, n, temperature, None)
+    return _loss(z, n, temperature, None, images)
 
 
 def naive_orl(
@@ -58,7 +62,8 @@ def naive_orl(
     temperature: float,
     t_min: float = 1e-6,
     detach_tension: bool = False,
+    images: slice | None = None,
 ) -> Tensor:
     z, n = _anchors(z_a, z_b)
     t = naive_tension(z_a, z_b, t_min)
-    return _loss(z, n, temperature, t.detach() if detach_tension else t)
+    return _loss(z, n, temperature, t.detach() if detach_tension else t, images)

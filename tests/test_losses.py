@@ -214,10 +214,65 @@ def test_invalid_shapes():
     assert functional.tension(z_a[:1], z_b[:1]).shape == (2, 2)
 
 
+LOSSES = {
+    "ntxent": (functional.ntxent, naive_ntxent, {}),
+    "orl": (functional.orl, naive_orl, {"t_min": 1e-6}),
+    "orl_t_min": (functional.orl, naive_orl, {"t_min": 0.2}),
+    "orl_detached": (functional.orl, naive_orl, {"detach_tension": True}),
+}
+
+
+@pytest.mark.parametrize("images", [slice(0, 3), slice(3, 7), slice(7, 8), slice(None)])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_row_subset_matches_reference(name, images):
+    """The loss of the anchors of some images (both views) against all 2N columns: what one DDP
+    rank computes, checked against the naive per-anchor loop."""
+    ours, naive, kwargs = LOSSES[name]
+    z_a, z_b = views(8, 16)
+    assert_all_close(
+        value_and_grads(ours(z_a, z_b, 0.5, images=images, **kwargs), z_a, z_b),
+        value_and_grads(naive(z_a, z_b, 0.5, images=images, **kwargs), z_a, z_b),
+    )
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_row_subsets_average_to_the_full_loss(name):
+    ours, _, kwargs = LOSSES[name]
+    z_a, z_b = views(12, 16)
+    parts = [ours(z_a, z_b, 0.5, images=slice(r, r + 4), **kwargs) for r in (0, 4, 8)]
+    assert_all_close(
+        value_and_grads(torch.stack(parts).mean(), z_a, z_b),
+        value_and_grads(ours(z_a, z_b, 0.5, **kwargs), z_a, z_b),
+    )
+
+
+def test_tension_rows_are_rows_of_the_tension():
+    z_a, z_b = views(8, 16)
+    full = functional.tension(z_a, z_b)
+    rows = torch.cat([torch.arange(2, 5), torch.arange(10, 13)])  # images 2..4, both views
+    torch.testing.assert_close(
+        functional.tension(z_a, z_b, images=slice(2, 5)), full[rows], **EXACT
+    )
+
+
+@pytest.mark.parametrize("case", ["identical_views", "duplicate_rows", "collapse"])
+def test_row_subsets_of_degenerate_inputs_stay_finite(case):
+    z_a, z_b = degenerate(case, torch.float32)
+    for x in value_and_grads(functional.orl(z_a, z_b, 0.1, images=slice(4, 8)), z_a, z_b):
+        assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("images", [slice(0, 0), slice(0, 8, 2), slice(9, 12)])
+def test_invalid_images(images):
+    z_a, z_b = views(8, 16)
+    with pytest.raises(ValueError, match=r"^images=.* is invalid: must be a non-empty slice"):
+        functional.ntxent(z_a, z_b, 0.5, images=images)
+
+
 @pytest.mark.parametrize("loss_cls", [NTXentLoss, ORLLoss])
-def test_gather_distributed_is_not_implemented(loss_cls):
-    with pytest.raises(NotImplementedError, match="^gather_distributed=True"):
-        loss_cls(gather_distributed=True)
+def test_gather_distributed_without_process_group_is_the_local_loss(loss_cls):
+    z_a, z_b = views(8, 16, torch.float32)
+    assert torch.equal(loss_cls(gather_distributed=True)(z_a, z_b), loss_cls()(z_a, z_b))
 
 
 PEAK_MEMORY_SCRIPT = """

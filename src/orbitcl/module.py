@@ -23,6 +23,10 @@ class ContrastiveModule(L.LightningModule):
     and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
     Validation expects two loaders, [bank, queries], and logs the weighted kNN accuracy of the
     queries against the bank on encoder features.
+
+    Under DDP (world size > 1) the loss gathers the embeddings of all ranks (its
+    `gather_distributed`, switched on in `setup`), so training equals one-process training on the
+    global batch; the kNN runs on the features of all ranks, each sample once.
     """
 
     def __init__(
@@ -46,6 +50,13 @@ class ContrastiveModule(L.LightningModule):
         self.last_knn_step: int | None = None  # global step of the latest kNN evaluation
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
+    def setup(self, stage: str) -> None:
+        # Without gathering, each rank would contrast its anchors with its own n images only:
+        # fewer negatives, and not the loss of the global batch. Any loss with the attribute
+        # (orbitcl's, lightly's) is switched on.
+        if self.trainer.world_size > 1 and hasattr(self.loss, "gather_distributed"):
+            self.loss.gather_distributed = True
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
         return self.encoder(images)
@@ -58,7 +69,8 @@ class ContrastiveModule(L.LightningModule):
         zs = z.chunk(len(views))  # V x (B, d)
         loss = torch.stack([self.loss(zs[a], zs[b]) for a, b in combinations(range(len(zs)), 2)])
         loss = loss.mean()
-        self.log("train/loss", loss, prog_bar=True)
+        # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return {"loss": loss, "projections": [z.detach() for z in zs]}
 
@@ -77,13 +89,31 @@ class ContrastiveModule(L.LightningModule):
         accuracy = knn_accuracy(
             queries, query_labels, bank, bank_labels, k=self.knn_k, temperature=self.knn_temperature
         )
-        self.log("val/knn_acc", accuracy, prog_bar=True)
+        # Every rank computes it from the same gathered features; sync_dist makes the logged value
+        # identical on all ranks even if their kNN rounds differently.
+        self.log("val/knn_acc", accuracy, prog_bar=True, sync_dist=True)
         self.last_knn_step = self.global_step
         self._val_outputs = {}
 
     def _collected(self, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (M, D) and labels (M,) of the whole split of loader `dataloader_idx`."""
         features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
-        return torch.cat(features), torch.cat(labels)
+        features, labels = torch.cat(features), torch.cat(labels)
+        if self.trainer.world_size == 1:
+            return features, labels
+        # Under DDP, Lightning's DistributedSampler gives each rank an equal share, padded with
+        # repeated samples. Every rank gathers all shares with the sample indices its sampler
+        # yielded (in loader order), drops the repeats and puts the samples back in dataset
+        # order: the bank and queries of one process, on every rank.
+        loader = self.trainer.val_dataloaders[dataloader_idx]
+        indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
+        indices, features, labels = (
+            self.all_gather(x).flatten(0, 1) for x in (indices, features, labels)
+        )  # (W m,), (W m, D), (W m,)
+        size = len(loader.dataset)  # M
+        first = torch.full((size,), len(indices), device=indices.device)
+        first.scatter_reduce_(0, indices, torch.arange(len(indices), device=indices.device), "amin")
+        return features[first], labels[first]  # first occurrence of each sample, dataset order
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -5,8 +5,14 @@ projector outputs, row n of each from image n. The 2N anchors are
 ``z = normalize(cat([z_a, z_b]))`` and anchor i's positive is ``p(i) = i + N`` for ``i < N``,
 else ``i - N``. Losses are means over all 2N anchors.
 
-Every (2N, 2N) quantity comes from the Gram matrix ``G = z z^T`` (the only matmul) and
-per-anchor O(Nd) terms, never from a (2N, 2N, d) tensor. It is computed in float32 at least
+``images`` (a slice of ``range(N)``, default all) restricts a loss to the 2n anchors of those
+images, ``[z_a[images]; z_b[images]]``, each still contrasted with all 2N columns: the rows R of
+the one-process loss. This is how a DDP rank computes its share of the global loss (see
+``orbitcl.losses.gather``): with equal slices, the mean of the ranks' losses is the loss over all
+2N anchors. One process uses R = all rows, through the same code.
+
+Every (2n, 2N) quantity comes from the Gram rows ``G = z[R] z^T`` (the only matmul) and
+per-anchor O(Nd) terms, never from a (2n, 2N, d) tensor. It is computed in float32 at least
 (float64 stays float64), even under autocast, and so are T and the losses.
 """
 
@@ -41,20 +47,43 @@ def _anchors(z_a: Tensor, z_b: Tensor, min_n: int, need: str) -> Tensor:
     return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
 
 
-def _gram(z: Tensor) -> Tensor:
+def _rows(z: Tensor, images: slice | None) -> tuple[Tensor, Tensor]:
+    """The anchors R of ``images``, ``z[R]`` (2n, d), and their columns R (2n,) in the Gram rows.
+
+    R is ordered ``[images of view a; images of view b]``, so that the positive of row j is row
+    ``j + n`` (``j - n``): the Gram rows of the positives are the Gram rows rolled by n. One
+    process (``images=None``) takes all rows, R = ``arange(2N)``, and ``z`` itself (no copy).
+    """
+    n_all = len(z) // 2
+    own = range(n_all)[slice(None) if images is None else images]
+    if own.step != 1 or len(own) == 0:
+        raise ValueError(
+            f"images={images} is invalid: must be a non-empty slice of range({n_all}) with step 1"
+        )
+    first = torch.arange(own.start, own.stop, device=z.device)  # (n,)
+    cols = torch.cat([first, first + n_all])  # (2n,)
+    return (z if images is None else z[cols]), cols
+
+
+def _gram(z_rows: Tensor, z: Tensor) -> Tensor:
     # Autocast would run the matmul in half precision and undo the upcast of _anchors.
     with torch.autocast(z.device.type, enabled=False):
-        return z @ z.T  # (2N, 2N)
+        return z_rows @ z.T  # (2n, 2N)
 
 
-def _tension(z: Tensor, gram: Tensor, t_min: float) -> Tensor:
-    """T (2N, 2N) from the unit anchors z (2N, d) and their Gram matrix; T[i, i] is arbitrary.
+def _tension(z_rows: Tensor, z: Tensor, gram: Tensor, cols: Tensor, t_min: float) -> Tensor:
+    """T (2n, 2N), rows R: from the anchors R (2n, d), all unit anchors z (2N, d), their Gram
+    rows ``z_rows z^T`` and the columns R (2n,) of the rows; ``T[j, cols[j]]`` is arbitrary.
 
-    Memory: each (2N, 2N) matrix is 256 MiB at 2N = 8192, so ops are in place wherever autograd
-    does not need the overwritten input; otherwise they are out of place, since an in-place op
-    would make autograd save a copy of its input anyway.
+    Everything a row of T needs is in that row and the row of its positive, which is also in R:
+    a DDP rank computes the tension of its anchors against the global batch, exactly.
+
+    Memory: each (2n, 2N) matrix is 256 MiB at 2n = 2N = 8192, so ops are in place wherever
+    autograd does not need the overwritten input; otherwise they are out of place, since an
+    in-place op would make autograd save a copy of its input anyway.
     """
-    n = len(z) // 2
+    n = len(z_rows) // 2
+    rows = torch.arange(2 * n, device=z.device)  # with cols: the self entries (rows, cols)
     # A dot product of d-dim unit vectors is rounded by ~sqrt(d) eps (measured up to d = 8192,
     # fp32 and fp64), so a squared distance below `tol` is noise, and so is its direction.
     tol = 4 * z.shape[1] ** 0.5 * torch.finfo(z.dtype).eps
@@ -66,67 +95,70 @@ def _tension(z: Tensor, gram: Tensor, t_min: float) -> Tensor:
     # gradient flows through their undefined directions.
 
     # Per-anchor terms from the vectors, O(Nd), not from diagonals of G (whose backward would
-    # cost a (2N, 2N) pass each). ||z_p(i) - z_i|| from G (2 - 2 cos) would moreover cancel
+    # cost a (2n, 2N) pass each). ||z_p(i) - z_i|| from G (2 - 2 cos) would moreover cancel
     # catastrophically as the views align.
-    to_pos = z.roll(n, 0) - z  # (2N, d): z_p(i) - z_i
-    sq_pos = to_pos.square().sum(1)  # (2N,)
-    views_coincide = sq_pos < tol  # (2N,): identical views (fallback)
-    pos_dist = torch.where(views_coincide, 1.0, sq_pos).sqrt()  # (2N,), never sqrt(0)
-    sq_norm = z.square().sum(1)  # (2N,): G[i, i], 1 but for all-zero inputs
+    to_pos = z_rows.roll(n, 0) - z_rows  # (2n, d): z_p(i) - z_i
+    sq_pos = to_pos.square().sum(1)  # (2n,)
+    views_coincide = sq_pos < tol  # (2n,): identical views (fallback)
+    pos_dist = torch.where(views_coincide, 1.0, sq_pos).sqrt()  # (2n,), never sqrt(0)
+    sq_norm = z.square().sum(1)  # (2N,): G[k, k], 1 but for all-zero inputs
 
     # Numerator (z_p(i) - z_i) . (z_k - z_i) = G[p(i), k] - G[i, k] - (z_p(i) - z_i) . z_i, with
-    # G[p(i), :] = G rolled by N rows.
-    num = gram.roll(n, 0).sub_(gram).sub_((to_pos * z).sum(1, keepdim=True))  # (2N, 2N)
+    # G[p(i), :] = the Gram rows rolled by n (see _rows).
+    num = gram.roll(n, 0).sub_(gram).sub_((to_pos * z_rows).sum(1, keepdim=True))  # (2n, 2N)
 
     # ||z_k - z_i||^2 = G[i, i] + G[k, k] - 2 G[i, k]. Where it is noise, i.e. the self entry and
     # duplicate negatives (fallback), it becomes 1 *before* the rsqrt (masking a 0/0 afterwards
     # would still give NaN gradients). A bool mask is what backward stores, not a float matrix.
-    sq_dist = (sq_norm[:, None] + sq_norm).sub_(gram, alpha=2)  # (2N, 2N)
-    coincide = sq_dist < tol  # (2N, 2N)
-    coincide.diagonal().fill_(True)  # whatever the rounding of the self entry
-    inv_dist = torch.where(coincide, 1.0, sq_dist).rsqrt_()  # (2N, 2N)
+    sq_dist = (sq_norm[cols, None] + sq_norm).sub_(gram, alpha=2)  # (2n, 2N)
+    coincide = sq_dist < tol  # (2n, 2N)
+    coincide[rows, cols] = True  # the self entries, whatever their rounding
+    inv_dist = torch.where(coincide, 1.0, sq_dist).rsqrt_()  # (2n, 2N)
 
-    t = (num * inv_dist / pos_dist[:, None]).clamp(t_min, 1.0)  # (2N, 2N)
+    t = (num * inv_dist / pos_dist[:, None]).clamp(t_min, 1.0)  # (2n, 2N)
     # clamp's backward needs only its input, so its output may be overwritten in place.
     t.masked_fill_(coincide | views_coincide[:, None], 1.0)
     # T[i, p(i)] = 1 by definition, so the positive's logit is NT-Xent's; computed, it would be
     # 1 only up to rounding (noise when the views align).
-    t.diagonal(n).fill_(1.0)
-    t.diagonal(-n).fill_(1.0)
+    t[rows, cols.roll(n)] = 1.0
     return t
 
 
-def _info_nce(logits: Tensor) -> Tensor:
-    """Mean over the 2N anchors of -logits[i, p(i)] + logsumexp_{k != i} logits[i, k]."""
+def _info_nce(logits: Tensor, cols: Tensor) -> Tensor:
+    """Mean over the anchors R (rows of ``logits``, (2n, 2N), at columns ``cols``) of
+    ``-logits[i, p(i)] + logsumexp_{k != i} logits[i, k]``."""
     n = len(logits) // 2
     # k = i is left out of the logsumexp as a -inf logit, which also has zero gradient.
-    logits.diagonal().fill_(float("-inf"))
-    positives = torch.arange(2 * n, device=logits.device).roll(n)  # p(i)
-    return F.cross_entropy(logits, positives)
+    logits[torch.arange(2 * n, device=logits.device), cols] = float("-inf")
+    return F.cross_entropy(logits, cols.roll(n))  # target: p(i)'s column
 
 
-def tension(z_a: Tensor, z_b: Tensor, t_min: float = 1e-6) -> Tensor:
+def tension(z_a: Tensor, z_b: Tensor, t_min: float = 1e-6, images: slice | None = None) -> Tensor:
     """ORL's tension T (2N, 2N), rows and columns ordered ``[z_a; z_b]``.
 
     ``T[i, k] = u_i . (z_k - z_i) / ||z_k - z_i||`` with ``u_i = (z_p(i) - z_i) / ||...||``, on
     unit vectors, clamped to ``[t_min, 1]``; ``T[i, p(i)] = 1``. The self entries ``T[i, i]``
     are undefined and set to 0. Where a direction is undefined, T falls back to 1 (NT-Xent's
     logit): for every negative of an anchor whose views coincide (``u_i`` undefined), and for a
-    duplicate negative (``z_k = z_i``). float32 at least.
+    duplicate negative (``z_k = z_i``). float32 at least. With ``images``, only the 2n rows of
+    those images' anchors (2n, 2N).
     """
     check_t_min(t_min)
     z = _anchors(z_a, z_b, 1, "tension")
-    t = _tension(z, _gram(z), t_min)
-    t.diagonal().fill_(0.0)  # undefined: z_k - z_i = 0
+    z_rows, cols = _rows(z, images)
+    t = _tension(z_rows, z, _gram(z_rows, z), cols, t_min)
+    t[torch.arange(len(cols), device=t.device), cols] = 0.0  # undefined: z_k - z_i = 0
     return t
 
 
-def ntxent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
-    """NT-Xent: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]``."""
+def ntxent(z_a: Tensor, z_b: Tensor, temperature: float, images: slice | None = None) -> Tensor:
+    """NT-Xent: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]``, the mean
+    over the anchors of ``images`` (default: all)."""
     check_temperature(temperature)
     z = _anchors(z_a, z_b, 2, "NT-Xent (at least one negative per anchor)")
+    z_rows, cols = _rows(z, images)
     # G comes straight from the matmul, whose backward does not need it: divide in place.
-    return _info_nce(_gram(z).div_(temperature))
+    return _info_nce(_gram(z_rows, z).div_(temperature), cols)
 
 
 def orl(
@@ -135,8 +167,10 @@ def orl(
     temperature: float,
     t_min: float = 1e-6,
     detach_tension: bool = False,
+    images: slice | None = None,
 ) -> Tensor:
-    """ORL: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``.
+    """ORL: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``, the
+    mean over the anchors of ``images`` (default: all).
 
     ``T = tension(z_a, z_b, t_min)``; ``T[i, p(i)] = 1`` keeps the positive's term NT-Xent's.
     Gradients flow through T unless ``detach_tension``.
@@ -144,6 +178,10 @@ def orl(
     check_temperature(temperature)
     check_t_min(t_min)
     z = _anchors(z_a, z_b, 2, "ORL (at least one negative per anchor)")
-    gram = _gram(z)
-    t = _tension(z.detach(), gram.detach(), t_min) if detach_tension else _tension(z, gram, t_min)
-    return _info_nce((gram * t).div_(temperature))
+    z_rows, cols = _rows(z, images)
+    gram = _gram(z_rows, z)
+    if detach_tension:
+        t = _tension(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
+    else:
+        t = _tension(z_rows, z, gram, cols, t_min)
+    return _info_nce((gram * t).div_(temperature), cols)

@@ -3,6 +3,7 @@
 from torch import Tensor, nn
 
 from orbitcl.losses import functional
+from orbitcl.losses.gather import gather_views
 
 
 class NTXentLoss(nn.Module):
@@ -21,21 +22,25 @@ class NTXentLoss(nn.Module):
     ``-x_target + logsumexp(x)`` does not depend on the column order, so the two are equal term
     by term. (SimCLR's reference code masks ``k = i`` with a logit of -1e9 instead of dropping
     it, which changes the logsumexp by less than float precision.)
+
+    With ``gather_distributed`` and a process group of W > 1 (DDP), each rank's anchors are
+    contrasted with the embeddings of all ranks, gathered with gradients: the mean of the ranks'
+    losses is the loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the
+    same N. ``ContrastiveModule`` switches it on when the world size is > 1.
     """
 
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__()
         functional.check_temperature(temperature)
-        if gather_distributed:
-            raise NotImplementedError(
-                "gather_distributed=True is not implemented yet (see the DDP issue)"
-            )
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d), N >= 2."""
-        return functional.ntxent(z_a, z_b, self.temperature)
+        images = None
+        if self.gather_distributed:  # this rank's anchors against the global batch
+            z_a, z_b, images = gather_views(z_a, z_b)
+        return functional.ntxent(z_a, z_b, self.temperature, images)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"

@@ -3,6 +3,7 @@
 from torch import Tensor, nn
 
 from orbitcl.losses import functional
+from orbitcl.losses.gather import gather_views
 
 
 class ORLLoss(nn.Module):
@@ -14,6 +15,12 @@ class ORLLoss(nn.Module):
     and its direction to negative k; ``T[i, p(i)] = 1``. Negatives that lie along the
     anchor -> positive axis keep their full logit and so are pushed hardest; the others are
     damped towards logit 0. Gradients flow through T unless ``detach_tension``.
+
+    With ``gather_distributed`` and a process group of W > 1 (DDP), each rank's anchors are
+    contrasted with, and their tension computed against, the embeddings of all ranks, gathered
+    with gradients (an anchor's positive is on its own rank): the mean of the ranks' losses is the
+    loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the same N.
+    ``ContrastiveModule`` switches it on when the world size is > 1.
 
     Conventions, degenerate cases and the controls an ORL result needs: ``docs/orl.md``.
     """
@@ -28,10 +35,6 @@ class ORLLoss(nn.Module):
         super().__init__()
         functional.check_temperature(temperature)
         functional.check_t_min(t_min)
-        if gather_distributed:
-            raise NotImplementedError(
-                "gather_distributed=True is not implemented yet (see the DDP issue)"
-            )
         self.temperature = temperature
         self.t_min = t_min
         self.detach_tension = detach_tension
@@ -39,10 +42,15 @@ class ORLLoss(nn.Module):
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d), N >= 2."""
-        return functional.orl(z_a, z_b, self.temperature, self.t_min, self.detach_tension)
+        images = None
+        if self.gather_distributed:  # this rank's anchors against the global batch
+            z_a, z_b, images = gather_views(z_a, z_b)
+        return functional.orl(
+            z_a, z_b, self.temperature, self.t_min, self.detach_tension, images=images
+        )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, t_min={self.t_min}, "
-            f"detach_tension={self.detach_tension}"
+            f"detach_tension={self.detach_tension}, gather_distributed={self.gather_distributed}"
         )
