@@ -29,3 +29,18 @@ def test_projector_rejects_zero_width(field):
     kwargs = {"in_dim": 16, field: 0}
     with pytest.raises(ValueError, match=f"^{field}=0 is invalid"):
         MLPProjector(**kwargs)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_conv_encoder_pool_grid_flattens_a_grid_of_features(size):
+    encoder = ConvEncoder(in_channels=1, widths=(4, 8), pool_size=3).eval()
+    x = torch.randn(2, 1, size, size)
+    assert encoder(x).shape == (2, encoder.out_dim) == (2, 8 * 3 * 3)
+    # Each block of 9 features is one channel's 3x3 grid of regional averages.
+    grid = encoder(x).view(2, 8, 9)
+    assert grid.std(dim=2).mean() > 0  # the grid cells differ: layout is kept
+
+
+def test_conv_encoder_rejects_bad_pool_size():
+    with pytest.raises(ValueError, match="^pool_size=0 is invalid"):
+        ConvEncoder(pool_size=0)
