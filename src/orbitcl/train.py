@@ -13,11 +13,14 @@ import hydra
 import lightning as L
 import wandb
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.config import ConfigError, build
 from orbitcl.data import DataNotFoundError
 from orbitcl.module import ContrastiveModule
+from orbitcl.nonfinite import NonFiniteLossError
+from orbitcl.resume import ConfigSnapshot, check_same_experiment, stored_config
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +34,33 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     datamodule = build("dataset", cfg.dataset)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
-    module = ContrastiveModule(
-        encoder,
-        projector,
-        loss,
-        optimizer=build("optim.optimizer", cfg.optim.optimizer),
-        scheduler=build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None,
-        **cfg.eval,
-    )
+    try:
+        module = ContrastiveModule(
+            encoder,
+            projector,
+            loss,
+            optimizer=build("optim.optimizer", cfg.optim.optimizer),
+            scheduler=build("optim.scheduler", cfg.optim.scheduler)
+            if cfg.optim.scheduler
+            else None,
+            on_nonfinite_loss=cfg.on_nonfinite_loss,
+            **cfg.eval,
+        )
+    except ValueError as err:  # its arguments are top-level keys: the message names them
+        raise ConfigError(str(err)) from err
     datamodule.prepare_data()  # missing data fails here, before any log or checkpoint exists
 
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    callbacks.append(ConfigSnapshot(config))
+    resume_from = _resumable_checkpoint(callbacks, config)
     logger = build("logger", cfg.logger) if cfg.logger else False
     if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+        logger.log_hyperparams(config)
     trainer = build("trainer", cfg.trainer, logger=logger, callbacks=callbacks)
 
-    trainer.fit(module, datamodule=datamodule)
+    # weights_only: a checkpoint holds tensors and plain data, and loading it runs no code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if module.last_knn_step != trainer.global_step:  # e.g. max_steps ended mid-epoch
         trainer.validate(module, datamodule=datamodule, verbose=False)
     accuracy = float(trainer.callback_metrics["val/knn_acc"])
@@ -56,6 +69,27 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         f"{accuracy:.4f}"
     )
     return accuracy
+
+
+def _resumable_checkpoint(callbacks: list, config: dict) -> Path | None:
+    """The run directory's `last.ckpt`, if there is one and it was written with this config."""
+    checkpointing = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    if not checkpointing or checkpointing[0].dirpath is None:
+        return None
+    last = Path(checkpointing[0].dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        stored = stored_config(last)
+    except Exception as err:  # unreadable: truncated by a crash outside Lightning's saves
+        raise ConfigError(
+            f"{last} cannot be read ({err.__class__.__name__}: {err}); move it away to start "
+            "this run from scratch, or choose another hydra.run.dir"
+        ) from err
+    if stored is not None:
+        check_same_experiment(stored, config, last)
+    log.info("Resuming from %s", last)
+    return last
 
 
 def _discard_if_empty(run_dir: Path) -> None:
@@ -73,6 +107,9 @@ def main(cfg: DictConfig) -> float:
         _discard_if_empty(run_dir)
         print(f"orbitcl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteLossError as err:
+        print(f"orbitcl: error: {err}", file=sys.stderr)
+        sys.exit(3)
     finally:
         wandb.finish()  # a crashed run is still closed, so the next job can start its own
 

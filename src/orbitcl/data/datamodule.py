@@ -108,7 +108,10 @@ class MultiViewDataModule(L.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,  # no worker start-up every epoch
+            # Training workers start afresh each epoch, so their random augmentations are seeded
+            # from the epoch's seed (orbitcl.resume.EpochSeed) and a resumed run replays them
+            # exactly; the deterministic eval loaders keep theirs and skip the start-up.
+            persistent_workers=self.num_workers > 0 and not shuffle,
         )
 
 
