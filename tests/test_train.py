@@ -67,11 +67,15 @@ def test_orl_on_mnist_writes_checkpoint_and_offline_wandb_run(tmp_path):
         ("loss.temperature=-0.5", "loss.temperature=-0.5"),
         ("dataset.n_views=1", "dataset.n_views=1"),
         ("model.projector.out_dim=0", "model.projector.out_dim=0"),
+        ("loss=orl loss.t_min=0", "loss.t_min=0"),
+        ("loss=orl loss.t_min=1.5", "loss.t_min=1.5"),
+        ("dataset.batch_size=1", "dataset.batch_size=1"),
+        ("on_nonfinite_loss=ignore", "on_nonfinite_loss='ignore'"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_field(tmp_path, override, message):
     run_dir = tmp_path / "run"
-    result = run_train(override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_train(*override.split(), f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "is invalid" in result.stderr
     assert "Traceback" not in result.stderr
@@ -91,3 +95,41 @@ def test_missing_data_offline_names_the_directory(tmp_path):
     assert result.returncode == 2
     assert str(empty) in result.stderr and "Traceback" not in result.stderr
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("loss=hinge", "Available options in 'loss'"),
+        ("dataset=imagenet", "Available options in 'dataset'"),
+        ("loss.temprature=0.1", "Key 'temprature' is not in struct"),
+    ],
+)
+def test_unknown_names_and_keys_fail_before_anything_is_written(tmp_path, override, message):
+    run_dir = tmp_path / "run"
+    result = run_train(override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    if "Available" in message:  # the choices are listed
+        assert "ntxent" in result.stderr or "mnist" in result.stderr
+    assert not run_dir.exists()
+
+
+def test_truncated_data_file_is_named(tmp_path):
+    data = tmp_path / "data" / "MNIST" / "raw"
+    data.mkdir(parents=True)
+    source = Path(os.environ["ORBITCL_DATA_DIR"]) / "MNIST" / "raw"
+    for f in source.iterdir():
+        if not f.name.endswith(".gz"):
+            (data / f.name).write_bytes(f.read_bytes())
+    truncated = data / "t10k-labels-idx1-ubyte"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    result = run_train(
+        "dataset=mnist",
+        f"dataset.data_dir={tmp_path / 'data'}",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "t10k-labels-idx1-ubyte" in result.stderr and "Traceback" not in result.stderr

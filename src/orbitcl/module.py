@@ -1,5 +1,6 @@
 """The LightningModule: views -> encoder -> projector -> loss, with a kNN monitor."""
 
+import logging
 from collections.abc import Callable
 from itertools import combinations
 
@@ -8,6 +9,9 @@ import torch
 from torch import nn
 
 from orbitcl.knn import knn_accuracy
+from orbitcl.nonfinite import NonFiniteLossError, embedding_report
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -38,6 +42,7 @@ class ContrastiveModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         knn_k: int = 200,
         knn_temperature: float = 0.1,
+        on_nonfinite_loss: str = "stop",
     ):
         super().__init__()
         self.encoder = encoder
@@ -47,6 +52,12 @@ class ContrastiveModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.knn_k = knn_k
         self.knn_temperature = knn_temperature
+        if on_nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(
+                f"on_nonfinite_loss={on_nonfinite_loss!r} is invalid: must be 'stop' or 'skip'"
+            )
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.skipped_batches = 0  # batches skipped for a non-finite loss
         self.last_knn_step: int | None = None  # global step of the latest kNN evaluation
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -67,12 +78,35 @@ class ContrastiveModule(L.LightningModule):
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
         z = self.projector(self.encoder(torch.cat(views)))  # (V*B, d)
         zs = z.chunk(len(views))  # V x (B, d)
-        loss = torch.stack([self.loss(zs[a], zs[b]) for a, b in combinations(range(len(zs)), 2)])
-        loss = loss.mean()
+        pairs = list(combinations(range(len(zs)), 2))
+        terms = torch.stack([self.loss(zs[a], zs[b]) for a, b in pairs])  # (V(V-1)/2,)
+        loss = terms.mean()
+        if not torch.isfinite(loss):
+            return self._non_finite(terms, pairs, zs, batch_idx)
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return {"loss": loss, "projections": [z.detach() for z in zs]}
+
+    def _non_finite(self, terms, pairs, zs, batch_idx: int) -> None:
+        """Stops before the optimiser step with a diagnosis, or skips the batch (returns None,
+        which makes Lightning skip backward and step) and counts it."""
+        bad = [i for i, term in enumerate(terms) if not torch.isfinite(term)]
+        a, b = pairs[bad[0]]
+        where = f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        message = (
+            f"Non-finite loss at {where}: {self.loss.__class__.__name__} on views ({a}, {b}) "
+            f"= {terms[bad[0]].item()}; embeddings: {embedding_report(zs[a], zs[b])}."
+        )
+        if self.on_nonfinite_loss == "stop":
+            raise NonFiniteLossError(
+                message + " The weights were not updated and the last checkpoint is kept. "
+                "Lower the learning rate, or set on_nonfinite_loss=skip to skip such batches."
+            )
+        self.skipped_batches += 1
+        log.warning("%s Skipped (%d so far).", message, self.skipped_batches)
+        self.log("train/skipped_batches", float(self.skipped_batches))
+        return None
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {}
