@@ -5,6 +5,7 @@ data is read or anything is written, and hands them to Lightning.
 """
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         )
     except ValueError as err:  # its arguments are top-level keys: the message names them
         raise ConfigError(str(err)) from err
-    datamodule.prepare_data()  # missing data fails here, before any log or checkpoint exists
+    # Missing data fails here, before any log or checkpoint exists. Under torchrun or SLURM every
+    # process runs this file: one per machine checks (and downloads), as Lightning would.
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        datamodule.prepare_data()
 
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
@@ -64,10 +68,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     if module.last_knn_step != trainer.global_step:  # e.g. max_steps ended mid-epoch
         trainer.validate(module, datamodule=datamodule, verbose=False)
     accuracy = float(trainer.callback_metrics["val/knn_acc"])
-    print(
-        f"kNN accuracy ({cfg.eval.knn_k}-NN, {datamodule.__class__.__name__} test split): "
-        f"{accuracy:.4f}"
-    )
+    if trainer.is_global_zero:
+        print(
+            f"kNN accuracy ({cfg.eval.knn_k}-NN, {datamodule.__class__.__name__} test split): "
+            f"{accuracy:.4f}"
+        )
     return accuracy
 
 
