@@ -1,0 +1,167 @@
+"""The write-up's figures and table for two or more trained runs, side by side:
+`python -m orbitcl.analyze CKPT CKPT ... --out DIR`.
+
+Every run is measured on the same test images and the same augmented views (drawn from `--seed`
+with the first run's augmentation, exactly as the `OrbitDiagnostics` callback draws them), and
+writes to DIR:
+
+- `anchor_view_cos.png`: overlaid histograms of anchor-view cosine, projector space
+  (A anchors x K views, default 200 x 10), and `anchor_view_cos_encoder.png`, encoder space;
+- `umap.png`: one UMAP panel per run (cosine metric, M images x 5 views);
+- `table.md` and `table.json`: orbit variance, anchor-view and pairwise cosine, alignment and
+  uniformity (projector space; encoder space in the JSON), kNN and linear-probe top-1.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from orbitcl import geometry, plots
+from orbitcl.evaluate import downstream_accuracy
+from orbitcl.orbits import embed, embed_orbits, orbits_of_test_split
+from orbitcl.runs import TrainedRun, load_run
+
+log = logging.getLogger(__name__)
+
+# Table columns: (key in a row, header, format).
+COLUMNS = [
+    ("variance", "orbit variance", ".4f"),
+    ("anchor_view_cos", "anchor-view cos", ".4f"),
+    ("pairwise_cos", "view-view cos", ".4f"),
+    ("alignment", "alignment", ".4f"),
+    ("uniformity", "uniformity", ".3f"),
+    ("knn_top1", "kNN top-1", ".4f"),
+    ("probe_top1", "probe top-1", ".4f"),
+]
+
+
+def check_comparable(runs: list[TrainedRun]) -> None:
+    """Runs must share a dataset; a different augmentation is allowed but said (the views are
+    the first run's)."""
+    first = runs[0]
+    for run in runs[1:]:
+        if run.cfg.dataset._target_ != first.cfg.dataset._target_:
+            raise ValueError(
+                f"{run.name} was trained on {run.cfg.dataset._target_}, {first.name} on "
+                f"{first.cfg.dataset._target_}: compare runs on one dataset"
+            )
+        if run.cfg.dataset.get("augment") != first.cfg.dataset.get("augment"):
+            log.warning("%s used another augmentation; all views use %s's", run.name, first.name)
+
+
+def unique_names(runs: list[TrainedRun]) -> list[str]:
+    """Run names, suffixed with their folder where two would be equal."""
+    names = [run.name for run in runs]
+    return [
+        name if names.count(name) == 1 else f"{name} ({run.run_dir.name})"
+        for name, run in zip(names, runs, strict=True)
+    ]
+
+
+def analyze(
+    runs: list[TrainedRun],
+    out: Path,
+    names: list[str] | None = None,
+    n_anchors: int = 200,
+    n_views: int = 10,
+    umap_images: int = 300,
+    umap_views: int = 5,
+    seed: int = 0,
+) -> list[dict]:
+    """Writes the figures and tables to `out`; returns the table's rows."""
+    check_comparable(runs)
+    names = names or unique_names(runs)
+    if len(names) != len(runs) or len(set(names)) != len(names):
+        raise ValueError(f"names={names} is invalid: need one distinct name per run")
+    out.mkdir(parents=True, exist_ok=True)
+    runs[0].datamodule.setup()
+    orbits = orbits_of_test_split(runs[0].datamodule, n_anchors, n_views, seed)
+    umap_orbits = orbits_of_test_split(runs[0].datamodule, umap_images, umap_views, seed)
+
+    rows, cosines, umaps = [], {"projector": {}, "encoder": {}}, {}
+    for name, run in zip(names, runs, strict=True):
+        log.info("measuring %s (%s)", name, run.checkpoint)
+        spaces = embed_orbits(run.encoder, run.projector, orbits)  # (A, d), (A, K, d) each
+        metrics = {space: geometry.orbit_metrics(*spaces[space]) for space in spaces}
+        for space, (anchors, views) in spaces.items():
+            cosines[space][name] = geometry.anchor_view_cosine(anchors, views)  # (A, K)
+        row = {"name": name, "checkpoint": str(run.checkpoint), "step": run.global_step}
+        row |= metrics["projector"] | {f"encoder_{k}": v for k, v in metrics["encoder"].items()}
+        row |= downstream_accuracy(run)
+        rows.append(row)
+
+        _, projections = embed(run.encoder, run.projector, umap_orbits.views.flatten(0, 1))
+        xy = plots.umap_coordinates(projections, seed).reshape(*umap_orbits.views.shape[:2], 2)
+        umaps[name] = (xy, umap_orbits.labels)
+
+    a, k = orbits.views.shape[:2]
+    for space, suffix in (("projector", ""), ("encoder", "_encoder")):
+        title = f"anchor-view cosine, {space} space ({a} anchors x {k} views)"
+        plots.save(
+            plots.cosine_histograms(cosines[space], title), out / f"anchor_view_cos{suffix}.png"
+        )
+    title = f"UMAP of projector embeddings (cosine), {umap_orbits.views.shape[1]} views/image"
+    plots.save(plots.umap_panels(umaps, title=title), out / "umap.png")
+
+    (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "table.md").write_text(markdown_table(rows, a, k))
+    return rows
+
+
+def markdown_table(rows: list[dict], n_anchors: int, n_views: int) -> str:
+    header = "| run | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    rule = "| --- |" + " ---: |" * len(COLUMNS)
+    lines = [
+        f"| {r['name']} | " + " | ".join(f"{r[c]:{f}}" for c, _, f in COLUMNS) + " |" for r in rows
+    ]
+    note = (
+        f"\nOrbit metrics in projector space on {n_anchors} test anchors x {n_views} views; "
+        "alignment over pairs of views (lower: tighter), uniformity over the anchors (t = 2, "
+        "lower: more uniform); kNN and linear probe on encoder features.\n"
+    )
+    return "\n".join([header, rule, *lines]) + "\n" + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m orbitcl.analyze",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoints", nargs="+", help=".ckpt files or run directories")
+    parser.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
+    parser.add_argument("--names", nargs="+", default=None, help="one label per checkpoint")
+    parser.add_argument("--anchors", type=int, default=200)
+    parser.add_argument("--views", type=int, default=10)
+    parser.add_argument("--umap-images", type=int, default=300)
+    parser.add_argument("--umap-views", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        runs = [load_run(path, args.device) for path in args.checkpoints]
+        rows = analyze(
+            runs,
+            args.out,
+            args.names,
+            args.anchors,
+            args.views,
+            args.umap_images,
+            args.umap_views,
+            args.seed,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"orbitcl.analyze: error: {err}", file=sys.stderr)
+        return 2
+    print((args.out / "table.md").read_text())
+    print(f"figures and tables in {args.out}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

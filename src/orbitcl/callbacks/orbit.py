@@ -1,0 +1,75 @@
+"""Orbit diagnostics: how tightly the views of one image cluster, measured at every validation."""
+
+import lightning as L
+
+from orbitcl import geometry, plots
+from orbitcl.callbacks.outputs import log_histogram, save_plot
+from orbitcl.orbits import Orbits, embed_orbits, orbits_of_test_split
+
+# Metrics of the embedding geometry as a whole (Wang & Isola), rather than of single orbits.
+GEOMETRY_METRICS = ("alignment", "uniformity")
+
+
+class OrbitDiagnostics(L.Callback):
+    """At the end of each validation, on `n_anchors` fixed test images with `n_views` fixed
+    augmented views each, logs in projector space
+
+        orbit/anchor_view_cos, orbit/variance, orbit/pairwise_cos,
+        geometry/alignment, geometry/uniformity
+
+    (definitions: `orbitcl.geometry.orbit_metrics`) and the same in encoder space as
+    `orbit/encoder/...` and `geometry/encoder/...`. The histogram of the A*K projector-space
+    anchor-view cosines goes to `plots/orbit_cos_stepNNNNNN.png` and, under W&B, to histogram
+    `orbit/anchor_view_cos_hist` and image `orbit/anchor_view_cos_plot`.
+
+    The images are the test split as the validation queries loader serves it (the second of
+    the datamodule's [bank, queries] loaders), the views come from the datamodule's
+    `train_transform`; both are drawn once from `seed`, so every validation sees the same
+    orbits. Cost: one forward pass over A*(K+1) images (2200 at the defaults). Rank zero only.
+    """
+
+    def __init__(
+        self,
+        n_anchors: int = 200,
+        n_views: int = 10,
+        seed: int = 0,
+        bins: int = 50,
+        batch_size: int = 1024,
+    ):
+        super().__init__()
+        if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
+            raise ValueError(f"n_views={n_views!r} is invalid: orbit pairs need an integer >= 2")
+        self.n_anchors = n_anchors
+        self.n_views = n_views
+        self.seed = seed
+        self.bins = bins
+        self.batch_size = batch_size
+        self._orbits: Orbits | None = None
+
+    def orbits(self, trainer: L.Trainer) -> Orbits:
+        """The fixed orbits, drawn at the first call."""
+        if self._orbits is None:
+            self._orbits = orbits_of_test_split(
+                trainer.datamodule, self.n_anchors, self.n_views, self.seed
+            )
+        return self._orbits
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        spaces = embed_orbits(
+            pl_module.encoder, pl_module.projector, self.orbits(trainer), self.batch_size
+        )
+        for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
+            subgroup = "" if space == "projector" else f"{space}/"
+            for name, value in geometry.orbit_metrics(anchors, views).items():
+                group = "geometry" if name in GEOMETRY_METRICS else "orbit"
+                pl_module.log(f"{group}/{subgroup}{name}", value, rank_zero_only=True)
+
+        cosines = geometry.anchor_view_cosine(*spaces["projector"])  # (A, K)
+        log_histogram(trainer, "orbit/anchor_view_cos_hist", cosines, self.bins, -1.0, 1.0)
+        a, k = cosines.shape
+        title = f"anchor-view cosine, projector space ({a} x {k}), step {trainer.global_step}"
+        fig = plots.cosine_histograms({"this run": cosines}, title, self.bins)
+        name = f"orbit_cos_step{trainer.global_step:06d}.png"
+        save_plot(trainer, fig, name, "orbit/anchor_view_cos_plot")
