@@ -1,0 +1,71 @@
+"""Kill -9 and resume: the resumed run ends with the weights of an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+# Diagnostics plots are switched off: they do not touch the weights and only cost time here.
+COMMON = [
+    "trainer.max_epochs=4",
+    "logger=csv",
+    "callbacks.umap=null",
+    "callbacks.orbit=null",
+    "callbacks.tension=null",
+]
+
+
+def command(run_dir, *extra):
+    return [sys.executable, "-m", "orbitcl.train", *COMMON, f"hydra.run.dir={run_dir}", *extra]
+
+
+def env():
+    return {**os.environ, "WANDB_MODE": "offline"}
+
+
+def weights(run_dir):
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return checkpoint["global_step"], checkpoint["state_dict"]
+
+
+def kill_after_second_epoch(run_dir):
+    process = subprocess.Popen(
+        command(run_dir), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob("checkpoints/epoch001-*.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, "no epoch-2 checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # killed mid-run, not finished
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+    uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
+    subprocess.run(command(uninterrupted), env=env(), check=True, capture_output=True)
+
+    kill_after_second_epoch(resumed)
+    epoch_at_kill = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    assert epoch_at_kill < 3
+    result = subprocess.run(command(resumed), env=env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stdout + result.stderr
+
+    step_a, weights_a = weights(uninterrupted)
+    step_b, weights_b = weights(resumed)
+    assert step_a == step_b > 0
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        torch.testing.assert_close(weights_b[name], weights_a[name], rtol=0, atol=1e-6, msg=name)
+
+    # The same run directory with another experiment's config is refused, naming what differs.
+    before = (resumed / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    refused = subprocess.run(
+        command(resumed, "loss.temperature=0.2"), env=env(), capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "loss.temperature: 0.5 in the checkpoint, 0.2 now" in refused.stderr
+    assert (resumed / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
