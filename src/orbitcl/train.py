@@ -35,15 +35,15 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     datamodule = build("dataset", cfg.dataset)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
+    optimizer = build("optim.optimizer", cfg.optim.optimizer)
+    scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
     try:
         module = ContrastiveModule(
             encoder,
             projector,
             loss,
-            optimizer=build("optim.optimizer", cfg.optim.optimizer),
-            scheduler=build("optim.scheduler", cfg.optim.scheduler)
-            if cfg.optim.scheduler
-            else None,
+            optimizer,
+            scheduler,
             on_nonfinite_loss=cfg.on_nonfinite_loss,
             **cfg.eval,
         )
