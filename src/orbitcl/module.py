@@ -21,7 +21,13 @@ class ContrastiveModule(L.LightningModule):
     """Trains `encoder` and `projector` with a pairwise contrastive `loss`.
 
     Every component arrives built (Hydra's `_target_`); the module reads no config. With V > 2
-    views per image the loss is averaged over all V*(V-1)/2 pairs of views.
+    views per image the loss is averaged over all V*(V-1)/2 pairs of views. A loss with
+    `uses_labels` (SupCon) also receives the batch's class labels.
+
+    `aux` adds weighted auxiliary terms, `{name: (weight, loss)}`: the objective is
+    `loss + sum(weight * aux_loss)` on every pair of views. `train/loss` logs the objective;
+    with auxiliary terms, `train/main_loss` logs the main loss and `train/aux/<name>` each term,
+    unweighted.
 
     `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
     and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
@@ -43,11 +49,18 @@ class ContrastiveModule(L.LightningModule):
         knn_k: int = 200,
         knn_temperature: float = 0.1,
         on_nonfinite_loss: str = "stop",
+        aux: dict[str, tuple[float, nn.Module]] | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.projector = projector
         self.loss = loss
+        aux = aux or {}
+        for name, (weight, _) in aux.items():
+            if not weight >= 0:
+                raise ValueError(f"aux.{name}.weight={weight} is invalid: must be >= 0")
+        self.aux_losses = nn.ModuleDict({name: term for name, (_, term) in aux.items()})
+        self.aux_weights = {name: float(weight) for name, (weight, _) in aux.items()}
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.knn_k = knn_k
@@ -65,8 +78,10 @@ class ContrastiveModule(L.LightningModule):
         # Without gathering, each rank would contrast its anchors with its own n images only:
         # fewer negatives, and not the loss of the global batch. Any loss with the attribute
         # (orbitcl's, lightly's) is switched on.
-        if self.trainer.world_size > 1 and hasattr(self.loss, "gather_distributed"):
-            self.loss.gather_distributed = True
+        if self.trainer.world_size > 1:
+            for loss in [self.loss, *self.aux_losses.values()]:
+                if hasattr(loss, "gather_distributed"):
+                    loss.gather_distributed = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
@@ -74,19 +89,34 @@ class ContrastiveModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor | list]:
         """Returns the loss and, for callbacks, the detached projections of each view."""
-        views, _ = batch  # V tensors of (B, C, H, W)
+        views, labels = batch  # V tensors of (B, C, H, W), (B,)
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
         z = self.projector(self.encoder(torch.cat(views)))  # (V*B, d)
         zs = z.chunk(len(views))  # V x (B, d)
         pairs = list(combinations(range(len(zs)), 2))
-        terms = torch.stack([self.loss(zs[a], zs[b]) for a, b in pairs])  # (V(V-1)/2,)
+        main = torch.stack([self._call(self.loss, zs[a], zs[b], labels) for a, b in pairs])
+        aux = {
+            name: torch.stack([self._call(term, zs[a], zs[b], labels) for a, b in pairs])
+            for name, term in self.aux_losses.items()
+        }  # each (V(V-1)/2,), like main
+        terms = main + sum(self.aux_weights[name] * values for name, values in aux.items())
         loss = terms.mean()
         if not torch.isfinite(loss):
             return self._non_finite(terms, pairs, zs, batch_idx)
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        if aux:
+            self.log("train/main_loss", main.mean(), sync_dist=True)
+            for name, values in aux.items():
+                self.log(f"train/aux/{name}", values.mean(), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return {"loss": loss, "projections": [z.detach() for z in zs]}
+
+    @staticmethod
+    def _call(loss: nn.Module, z_a: torch.Tensor, z_b: torch.Tensor, labels: torch.Tensor):
+        if getattr(loss, "uses_labels", False):
+            return loss(z_a, z_b, labels)
+        return loss(z_a, z_b)
 
     def _non_finite(self, terms, pairs, zs, batch_idx: int) -> None:
         """Stops before the optimiser step with a diagnosis, or skips the batch (returns None,

@@ -32,6 +32,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     L.seed_everything(cfg.seed, workers=True)
     # Built first: constructors validate their arguments, so bad values fail in seconds.
     loss = build("loss", cfg.loss)
+    aux = _auxiliary_terms(cfg.get("aux"))
     datamodule = build("dataset", cfg.dataset)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
@@ -45,6 +46,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             optimizer,
             scheduler,
             on_nonfinite_loss=cfg.on_nonfinite_loss,
+            aux=aux,
             **cfg.eval,
         )
     except ValueError as err:  # its arguments are top-level keys: the message names them
@@ -74,6 +76,22 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             f"{accuracy:.4f}"
         )
     return accuracy
+
+
+def _auxiliary_terms(node: DictConfig | None) -> dict:
+    """`{name: (weight, loss)}` from `aux`: one term (`+aux=vrn` gives `{name, weight, loss}`)
+    or a mapping of such terms by name."""
+    if not node:
+        return {}
+    if "loss" in node:
+        node = {node.get("name", "aux"): node}
+    terms = {}
+    for name, term in node.items():
+        if "weight" not in term or "loss" not in term:
+            raise ConfigError(f"aux.{name} is invalid: an auxiliary term needs `weight` and `loss`")
+        field = "aux" if "name" in term else f"aux.{name}"
+        terms[name] = (term.weight, build(f"{field}.loss", term.loss))
+    return terms
 
 
 def _resumable_checkpoint(callbacks: list, config: dict) -> Path | None:

@@ -1,12 +1,12 @@
 """NT-Xent, the loss of SimCLR (Chen et al. 2020), as a module."""
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from orbitcl.losses import functional
-from orbitcl.losses.gather import gather_views
+from orbitcl.losses.base import ContrastiveLoss
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(ContrastiveLoss):
     """NT-Xent of SimCLR (Chen, Kornblith, Norouzi and Hinton, ICML 2020), mean over 2N anchors.
 
     ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]`` on
@@ -30,17 +30,9 @@ class NTXentLoss(nn.Module):
     """
 
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
-        super().__init__()
+        super().__init__(gather_distributed)
         functional.check_temperature(temperature)
         self.temperature = temperature
-        self.gather_distributed = gather_distributed
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        """Loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d), N >= 2."""
-        images = None
-        if self.gather_distributed:  # this rank's anchors against the global batch
-            z_a, z_b, images = gather_views(z_a, z_b)
+    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.ntxent(z_a, z_b, self.temperature, images)
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"

@@ -1,12 +1,12 @@
 """The Orbit Regularization Loss (ORL) as a module."""
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from orbitcl.losses import functional
-from orbitcl.losses.gather import gather_views
+from orbitcl.losses.base import ContrastiveLoss
 
 
-class ORLLoss(nn.Module):
+class ORLLoss(ContrastiveLoss):
     """Orbit Regularization Loss: NT-Xent with each negative logit scaled by its tension.
 
     ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``, where the
@@ -32,25 +32,14 @@ class ORLLoss(nn.Module):
         detach_tension: bool = False,
         gather_distributed: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(gather_distributed)
         functional.check_temperature(temperature)
         functional.check_t_min(t_min)
         self.temperature = temperature
         self.t_min = t_min
         self.detach_tension = detach_tension
-        self.gather_distributed = gather_distributed
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        """Loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d), N >= 2."""
-        images = None
-        if self.gather_distributed:  # this rank's anchors against the global batch
-            z_a, z_b, images = gather_views(z_a, z_b)
+    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.orl(
             z_a, z_b, self.temperature, self.t_min, self.detach_tension, images=images
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, t_min={self.t_min}, "
-            f"detach_tension={self.detach_tension}, gather_distributed={self.gather_distributed}"
         )

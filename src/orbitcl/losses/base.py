@@ -1,0 +1,56 @@
+"""The base of orbitcl's two-view losses: gathering under DDP, then the loss's own formula."""
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from orbitcl.losses.gather import gather_views, world_size
+
+
+class ContrastiveLoss(nn.Module):
+    """A loss of two views ``z_a``, ``z_b`` (N, d), row n of each from image n.
+
+    Subclasses implement ``compute(z_a, z_b, images)`` (and take ``labels`` too when
+    ``uses_labels``): the mean loss over the anchors of ``images``, a slice of ``range(N)`` or
+    ``None`` for all, each contrasted with all N images (see ``orbitcl.losses.functional``).
+
+    With ``gather_distributed`` and a process group of W > 1 (DDP), ``forward`` gathers the views
+    of all ranks with gradients and passes this rank's images: the mean of the ranks' losses is
+    the loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the same N.
+    ``ContrastiveModule`` switches it on when the world size is > 1.
+    """
+
+    uses_labels = False  # True: forward needs the images' class labels (N,)
+
+    def __init__(self, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z_a: Tensor, z_b: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d)."""
+        images = None
+        if self.gather_distributed:  # this rank's anchors against the global batch
+            z_a, z_b, images = gather_views(z_a, z_b)
+            if labels is not None:
+                labels = _gather_labels(labels)
+        if not self.uses_labels:
+            return self.compute(z_a, z_b, images)
+        if labels is None:
+            raise ValueError(f"{self.__class__.__name__} needs the labels of the images")
+        return self.compute(z_a, z_b, images, labels)
+
+    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None, *labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        fields = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
+        return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def _gather_labels(labels: Tensor) -> Tensor:
+    """(n,) on each rank -> (W n,) in rank order; labels carry no gradient."""
+    if world_size() == 1:
+        return labels
+    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, labels.contiguous())
+    return torch.cat(parts)
