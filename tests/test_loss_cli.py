@@ -1,0 +1,55 @@
+"""Every loss config trains through the real command line: a few steps on MNIST, all of them in
+one Hydra multirun (one process)."""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+
+import torch
+import yaml
+
+LOSSES = ["ntxent", "orl"]  # conf/loss/NAME.yaml
+
+
+def test_every_loss_trains_through_the_command_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orbitcl.train",
+            "-m",
+            f"loss={','.join(LOSSES)}",
+            "dataset=mnist",
+            "dataset.num_workers=0",
+            "trainer.max_steps=3",
+            "trainer.log_every_n_steps=1",
+            "+trainer.limit_val_batches=2",  # kNN on 2 batches of bank and queries: a smoke test
+            "callbacks.tension=null",
+            "callbacks.orbit=null",
+            "callbacks.umap=null",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        env={**os.environ, "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = {}
+    for config_file in sweep_dir.glob("*/.hydra/config.yaml"):
+        run_dir = config_file.parents[1]
+        name = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"][
+            "choices"
+        ]["loss"]
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        with open(run_dir / "metrics.csv") as f:
+            losses = [float(row["train/loss"]) for row in csv.DictReader(f) if row["train/loss"]]
+        trained[name] = (checkpoint["global_step"], losses)
+    assert sorted(trained) == sorted(LOSSES)
+    for name, (step, losses) in trained.items():
+        assert step == 3, name
+        assert losses and all(math.isfinite(x) for x in losses), name
