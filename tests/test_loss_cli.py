@@ -10,7 +10,10 @@ import sys
 import torch
 import yaml
 
-LOSSES = ["ntxent", "orl"]  # conf/loss/NAME.yaml
+LOSSES = ["ntxent", "orl", "supcon", "dcl", "dclw", "align_uniform"]  # conf/loss/NAME.yaml
+LOSSES += ["orl_detached", "orl_mean_tension", "orl_shuffled_tension"]  # ORL's controls
+LOSSES += ["debiased", "hard_negative", "triplet", "margin"]
+LOSSES += ["moco", "moco_orl"]  # a queue of momentum-encoder keys
 
 
 def test_every_loss_trains_through_the_command_line(tmp_path):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from orbitcl.knn import knn_accuracy
+from orbitcl.momentum import MomentumEncoder
 from orbitcl.nonfinite import NonFiniteLossError, embedding_report
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,15 @@ class ContrastiveModule(L.LightningModule):
 
     Every component arrives built (Hydra's `_target_`); the module reads no config. With V > 2
     views per image the loss is averaged over all V*(V-1)/2 pairs of views. A loss with
-    `uses_labels` (SupCon) also receives the batch's class labels.
+    `uses_labels` (SupCon) also receives the batch's class labels; one with `uses_keys` (MoCo)
+    also receives the keys of the same views from a momentum encoder (`orbitcl.momentum`, EMA
+    copies of encoder and projector), and enqueues them after the loss has read its queue.
 
     `aux` adds weighted auxiliary terms, `{name: (weight, loss)}`: the objective is
     `loss + sum(weight * aux_loss)` on every pair of views. `train/loss` logs the objective;
     with auxiliary terms, `train/main_loss` logs the main loss and `train/aux/<name>` each term,
-    unweighted.
+    unweighted. A loss with a `train_set_size` attribute (VRN) is given the number of training
+    images when training starts.
 
     `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
     and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
@@ -55,6 +59,13 @@ class ContrastiveModule(L.LightningModule):
         self.encoder = encoder
         self.projector = projector
         self.loss = loss
+        # A loss with `uses_keys` (MoCo) contrasts queries with the keys of EMA copies of encoder
+        # and projector, updated after every optimiser step.
+        self.momentum_encoder = (
+            MomentumEncoder(encoder, projector, loss.momentum)
+            if getattr(loss, "uses_keys", False)
+            else None
+        )
         aux = aux or {}
         for name, (weight, _) in aux.items():
             if not weight >= 0:
@@ -83,6 +94,15 @@ class ContrastiveModule(L.LightningModule):
                 if hasattr(loss, "gather_distributed"):
                     loss.gather_distributed = True
 
+    def on_train_start(self) -> None:
+        # Losses whose default depends on the training set (VRN's target, -1/(k-1)) are told its
+        # size k: the whole split, also under DDP, where the sampler shards it but the dataset is
+        # whole.
+        size = len(self.trainer.train_dataloader.dataset)
+        for loss in [self.loss, *self.aux_losses.values()]:
+            if hasattr(loss, "train_set_size"):
+                loss.train_set_size = size
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
         return self.encoder(images)
@@ -94,7 +114,11 @@ class ContrastiveModule(L.LightningModule):
         z = self.projector(self.encoder(torch.cat(views)))  # (V*B, d)
         zs = z.chunk(len(views))  # V x (B, d)
         pairs = list(combinations(range(len(zs)), 2))
-        main = torch.stack([self._call(self.loss, zs[a], zs[b], labels) for a, b in pairs])
+        if self.momentum_encoder is None:
+            main = torch.stack([self._call(self.loss, zs[a], zs[b], labels) for a, b in pairs])
+        else:  # MoCo: the keys of the same views, one no-grad pass
+            keys = self.momentum_encoder(torch.cat(views)).chunk(len(views))  # V x (B, d)
+            main = torch.stack([self.loss(zs[a], zs[b], keys[a], keys[b]) for a, b in pairs])
         aux = {
             name: torch.stack([self._call(term, zs[a], zs[b], labels) for a, b in pairs])
             for name, term in self.aux_losses.items()
@@ -103,6 +127,8 @@ class ContrastiveModule(L.LightningModule):
         loss = terms.mean()
         if not torch.isfinite(loss):
             return self._non_finite(terms, pairs, zs, batch_idx)
+        if self.momentum_encoder is not None:
+            self.loss.enqueue(keys)  # the loss has read the queue (into a copy): safe in place
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         if aux:
@@ -137,6 +163,11 @@ class ContrastiveModule(L.LightningModule):
         log.warning("%s Skipped (%d so far).", message, self.skipped_batches)
         self.log("train/skipped_batches", float(self.skipped_batches))
         return None
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)  # runs training_step, backward and the step
+        if self.momentum_encoder is not None:  # MoCo: theta_k <- m theta_k + (1 - m) theta_q
+            self.momentum_encoder.update(self.encoder, self.projector)
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {}

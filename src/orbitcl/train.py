@@ -90,7 +90,11 @@ def _auxiliary_terms(node: DictConfig | None) -> dict:
         if "weight" not in term or "loss" not in term:
             raise ConfigError(f"aux.{name} is invalid: an auxiliary term needs `weight` and `loss`")
         field = "aux" if "name" in term else f"aux.{name}"
-        terms[name] = (term.weight, build(f"{field}.loss", term.loss))
+        # Checked here, where the field the user typed is known (`aux.weight` for `+aux=vrn`).
+        weight = term.weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+            raise ConfigError(f"{field}.weight={weight!r} is invalid: must be a number >= 0")
+        terms[name] = (weight, build(f"{field}.loss", term.loss))
     return terms
 
 

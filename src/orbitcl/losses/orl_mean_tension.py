@@ -1,0 +1,102 @@
+"""ORL control: NT-Xent with every negative logit scaled by the batch mean of ORL's tension.
+
+``docs/orl.md`` ("Known confound"): multiplying negative logits by T < 1 is, to first order, a
+higher temperature for the negatives only, which by itself tightens orbits. This control keeps
+that average softening and drops everything else: one scale for all negatives of the batch, no
+per-negative direction, no gradient through T.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.functional import (
+    _anchors,
+    _gram,
+    _info_nce,
+    _rows,
+    _tension,
+    check_t_min,
+    check_temperature,
+)
+from orbitcl.losses.gather import world_size
+
+
+def orl_mean_tension(
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float,
+    t_min: float = 1e-6,
+    images: slice | None = None,
+    sum_across: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``mean_i [-sim(i, p(i)) / tau + log(exp(sim(i, p(i)) / tau)
+    + sum_{k != i, p(i)} exp(c sim(i, k) / tau))]``, the mean over the anchors of ``images``.
+
+    ``c`` is the mean of ORL's tension T (``functional.tension``, clamped to ``[t_min, 1]``)
+    over the negatives ``k != i, p(i)`` of those anchors, detached: a constant of the batch.
+    ``sum_across``, a function summing a tensor over processes, makes it the mean over the
+    anchors of all processes (under DDP: the global batch's). Without it, ``images`` restricts
+    the mean too, and the mean of the losses of disjoint ``images`` is not the full loss.
+    """
+    check_temperature(temperature)
+    check_t_min(t_min)
+    z = _anchors(z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)")
+    z_rows, cols = _rows(z, images)
+    gram = _gram(z_rows, z)  # (2n, 2N)
+    n = len(cols) // 2
+    rows = torch.arange(2 * n, device=z.device)
+    positive_cols = cols.roll(n)  # p(i) of each row (see functional._rows)
+    with torch.no_grad():  # c is a constant of the batch
+        t = _tension(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
+        # The sum over the negatives: all entries but the self and positive ones.
+        negatives_sum = t.sum() - t[rows, cols].sum() - t[rows, positive_cols].sum()
+        count = torch.tensor(2 * n * (len(z) - 2), dtype=t.dtype, device=t.device)
+        stats = torch.stack([negatives_sum, count])  # (2,)
+        if sum_across is not None:
+            stats = sum_across(stats)
+        scale = stats[0] / stats[1]  # c, a 0-dim tensor
+    logits = gram * scale  # (2n, 2N)
+    logits[rows, positive_cols] = gram[rows, positive_cols]  # the positive's logit is NT-Xent's
+    return _info_nce(logits.div_(temperature), cols)
+
+
+def _sum_over_ranks(x: Tensor) -> Tensor:
+    x = x.clone()  # all_reduce works in place
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+class ORLMeanTensionLoss(ContrastiveLoss):
+    """ORL's mean-tension control: NT-Xent with each negative logit multiplied by ``c``, the
+    batch mean of ORL's tension over the negatives, detached.
+
+    ``L = mean_i [-sim(i, p(i)) / tau + log(exp(sim(i, p(i)) / tau)
+    + sum_{k != i, p(i)} exp(c sim(i, k) / tau))]``. ORL (``ORLLoss``, the orbit regularization
+    write-up in ``docs/orl.md``) multiplies negative k's logit by its own ``T[i, k]``; this
+    control keeps the same average factor, which acts as a higher temperature for the negatives,
+    and removes which negative gets which factor. An ORL result counts only beside it
+    (``docs/orl.md``, "Known confound"). With ``t_min = 1`` it is NT-Xent.
+
+    With ``gather_distributed`` and a process group of W > 1 (DDP), each rank's anchors are
+    contrasted with the embeddings of all ranks (``orbitcl.losses.gather``), and ``c`` is the
+    mean over the global batch: the ranks all-reduce the sum and count of their rows' tension,
+    so the mean of the ranks' losses is the one-process loss on the global batch.
+    """
+
+    def __init__(
+        self, temperature: float = 0.5, t_min: float = 1e-6, gather_distributed: bool = False
+    ) -> None:
+        super().__init__(gather_distributed)
+        check_temperature(temperature)
+        check_t_min(t_min)
+        self.temperature = temperature
+        self.t_min = t_min
+
+    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
+        distributed = self.gather_distributed and world_size() > 1
+        sum_across = _sum_over_ranks if distributed else None
+        return orl_mean_tension(z_a, z_b, self.temperature, self.t_min, images, sum_across)

@@ -1,0 +1,125 @@
+"""ORL control: ORL with each anchor's tension values shuffled among its negatives.
+
+``docs/orl.md`` ("Known confound"): part of what ORL does may come from the distribution of
+its factors T alone (mostly < 1: a softer, higher-temperature repulsion). Permuting each row's
+T among that row's negatives keeps the distribution, row by row, and destroys the geometry:
+negative k gets the factor that belongs to some other negative's direction.
+"""
+
+import torch
+from torch import Tensor
+
+from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.functional import (
+    _anchors,
+    _gram,
+    _info_nce,
+    _rows,
+    _tension,
+    check_t_min,
+    check_temperature,
+)
+from orbitcl.losses.negatives import negative_cols
+
+
+def shuffle_negatives(t: Tensor, cols: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """``t`` (2n, 2N) with each row's negative entries (``k != i, p(i)``) permuted uniformly at
+    random among themselves, independently per row; the self and positive entries stay.
+
+    Differentiable: entry k of the result is the entry ``pi_i(k)`` of ``t``. Random numbers from
+    ``generator``, else torch's global generator of ``t``'s device (seeded by Lightning's
+    ``seed_everything``). Memory: a few (2n, 2N - 2) index matrices (int64).
+    """
+    neg = negative_cols(cols, t.shape[1])  # (2n, 2N - 2)
+    # A uniform permutation per row: the ranks of i.i.d. uniforms (float64: ties, which would
+    # bias the order, have a probability of about (2N)^2 / 2^54 per row).
+    keys = torch.rand(neg.shape, generator=generator, dtype=torch.float64, device=t.device)
+    source = neg.gather(1, keys.argsort(1))  # (2n, 2N - 2): pi_i(k) for each negative k
+    return t.scatter(1, neg, t.gather(1, source))
+
+
+def shuffled_tension(
+    z_a: Tensor,
+    z_b: Tensor,
+    t_min: float = 1e-6,
+    images: slice | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """ORL's tension T (``functional.tension``: rows of ``images``, self entries 0) with each
+    row's negative entries shuffled (``shuffle_negatives``); ``T[i, p(i)] = 1``."""
+    check_t_min(t_min)
+    z = _anchors(z_a, z_b, 2, "shuffled tension (at least one negative per anchor)")
+    z_rows, cols = _rows(z, images)
+    t = shuffle_negatives(_tension(z_rows, z, _gram(z_rows, z), cols, t_min), cols, generator)
+    t[torch.arange(len(cols), device=t.device), cols] = 0.0  # undefined: z_k - z_i = 0
+    return t
+
+
+def orl_shuffled_tension(
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float,
+    t_min: float = 1e-6,
+    detach_tension: bool = True,
+    images: slice | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T'[i, k] / tau]`` over the
+    anchors of ``images``, with ``T'`` ORL's tension shuffled among each row's negatives
+    (``shuffle_negatives``, drawing from ``generator``); ``T'[i, p(i)] = 1``. Gradients flow
+    through ``T'`` only without ``detach_tension``."""
+    check_temperature(temperature)
+    check_t_min(t_min)
+    z = _anchors(z_a, z_b, 2, "ORL's shuffled-tension control (at least one negative per anchor)")
+    z_rows, cols = _rows(z, images)
+    gram = _gram(z_rows, z)  # (2n, 2N)
+    if detach_tension:
+        t = _tension(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
+    else:
+        t = _tension(z_rows, z, gram, cols, t_min)
+    return _info_nce((gram * shuffle_negatives(t, cols, generator)).div_(temperature), cols)
+
+
+class ORLShuffledTensionLoss(ContrastiveLoss):
+    """ORL's shuffled-tension control: ORL with each anchor's tension values randomly permuted
+    among that anchor's negatives, afresh at every call.
+
+    ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, pi_i(k)] / tau]``
+    with ``pi_i`` a uniformly random permutation of the negatives of anchor i (``k != i,
+    p(i)``) and ``T`` ORL's tension (``ORLLoss``, the orbit regularization write-up in
+    ``docs/orl.md``); ``T[i, p(i)] = 1``. Each anchor keeps the multiset of its factors, so the
+    average softening of the negatives, but which negative gets which factor is random: no
+    geometry. An ORL result counts only beside it (``docs/orl.md``, "Known confound").
+
+    ``detach_tension`` is true by default (``conf/loss/orl_shuffled_tension.yaml``): the
+    gradient through a shuffled T would still move negative ``pi_i(k)`` along ORL's geometric
+    force, scaled by negative k's softmax weight, bringing direction back into the control.
+    Compare it with ``orl`` for the whole effect of the direction, and with ``orl_detached``
+    (ORL with T detached) for the direction of the factors alone.
+
+    The permutations come from torch's global generator (seeded by Lightning's
+    ``seed_everything``, so a run is reproducible). With ``gather_distributed`` and a process
+    group of W > 1 (DDP), each rank's anchors are contrasted with the embeddings of all ranks
+    (``orbitcl.losses.gather``) and each rank shuffles its own rows: the mean of the ranks'
+    losses is the global batch's loss for some draw of the permutations. (With the same seed on
+    every rank, the ranks draw the same permutation pattern for their own, different rows.)
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        t_min: float = 1e-6,
+        detach_tension: bool = True,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__(gather_distributed)
+        check_temperature(temperature)
+        check_t_min(t_min)
+        self.temperature = temperature
+        self.t_min = t_min
+        self.detach_tension = detach_tension
+
+    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
+        return orl_shuffled_tension(
+            z_a, z_b, self.temperature, self.t_min, self.detach_tension, images=images
+        )
