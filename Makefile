@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: train test test-all lint format clean
+.PHONY: train test test-all bench lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(VENV)/.installed  ## lint, then the fast test suite
 
 test-all: $(VENV)/.installed  ## including tests marked slow
 	$(PY) -m pytest -q -m ''
+
+bench: $(VENV)/.installed  ## every benchmarks/bench_*.py in turn: timings, ratios against targets
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests

@@ -14,11 +14,20 @@ the one-process loss. This is how a DDP rank computes its share of the global lo
 Every (2n, 2N) quantity comes from the Gram rows ``G = z[R] z^T`` (the only matmul) and
 per-anchor O(Nd) terms, never from a (2n, 2N, d) tensor. It is computed in float32 at least
 (float64 stays float64), even under autocast, and so are T and the losses.
+
+``ntxent`` and ``orl`` run on ``orbitcl.losses.blocked``: blocks of Gram rows with a hand-written
+backward, no (2n, 2N) matrix kept from forward to backward. ``tension`` and the helpers below
+(``_tension``, ``_info_nce``, which the control losses build on) are plain autograd: the
+reference formulation, equal to the blocked losses to rounding.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from orbitcl.losses.anchor_terms import anchor_terms, tolerance
+from orbitcl.losses.block_rows import Hyper
+from orbitcl.losses.blocked import BlockedInfoNCE
 
 
 def check_temperature(temperature: float) -> None:
@@ -84,9 +93,7 @@ def _tension(z_rows: Tensor, z: Tensor, gram: Tensor, cols: Tensor, t_min: float
     """
     n = len(z_rows) // 2
     rows = torch.arange(2 * n, device=z.device)  # with cols: the self entries (rows, cols)
-    # A dot product of d-dim unit vectors is rounded by ~sqrt(d) eps (measured up to d = 8192,
-    # fp32 and fp64), so a squared distance below `tol` is noise, and so is its direction.
-    tol = 4 * z.shape[1] ** 0.5 * torch.finfo(z.dtype).eps
+    tol = tolerance(z)
 
     # Where a direction is undefined, T falls back to 1, NT-Xent's logit: an exact duplicate of
     # the anchor, or every negative of an anchor whose views coincide, is repelled as NT-Xent
@@ -94,18 +101,11 @@ def _tension(z_rows: Tensor, z: Tensor, gram: Tensor, cols: Tensor, t_min: float
     # anchor and make collapse a minimum of ORL.) The fallback entries are constant, so no
     # gradient flows through their undefined directions.
 
-    # Per-anchor terms from the vectors, O(Nd), not from diagonals of G (whose backward would
-    # cost a (2n, 2N) pass each). ||z_p(i) - z_i|| from G (2 - 2 cos) would moreover cancel
-    # catastrophically as the views align.
-    to_pos = z_rows.roll(n, 0) - z_rows  # (2n, d): z_p(i) - z_i
-    sq_pos = to_pos.square().sum(1)  # (2n,)
-    views_coincide = sq_pos < tol  # (2n,): identical views (fallback)
-    pos_dist = torch.where(views_coincide, 1.0, sq_pos).sqrt()  # (2n,), never sqrt(0)
-    sq_norm = z.square().sum(1)  # (2N,): G[k, k], 1 but for all-zero inputs
+    _, a, pos_dist, views_coincide, sq_norm = anchor_terms(z_rows, z)
 
     # Numerator (z_p(i) - z_i) . (z_k - z_i) = G[p(i), k] - G[i, k] - (z_p(i) - z_i) . z_i, with
     # G[p(i), :] = the Gram rows rolled by n (see _rows).
-    num = gram.roll(n, 0).sub_(gram).sub_((to_pos * z_rows).sum(1, keepdim=True))  # (2n, 2N)
+    num = gram.roll(n, 0).sub_(gram).sub_(a[:, None])  # (2n, 2N)
 
     # ||z_k - z_i||^2 = G[i, i] + G[k, k] - 2 G[i, k]. Where it is noise, i.e. the self entry and
     # duplicate negatives (fallback), it becomes 1 *before* the rsqrt (masking a 0/0 afterwards
@@ -157,8 +157,8 @@ def ntxent(z_a: Tensor, z_b: Tensor, temperature: float, images: slice | None = 
     check_temperature(temperature)
     z = _anchors(z_a, z_b, 2, "NT-Xent (at least one negative per anchor)")
     z_rows, cols = _rows(z, images)
-    # G comes straight from the matmul, whose backward does not need it: divide in place.
-    return _info_nce(_gram(z_rows, z).div_(temperature), cols)
+    hyper = Hyper(temperature, 1.0, 0.0, tension=False, through_t=False)
+    return BlockedInfoNCE.apply(z_rows, z, cols, hyper)
 
 
 def orl(
@@ -179,9 +179,5 @@ def orl(
     check_t_min(t_min)
     z = _anchors(z_a, z_b, 2, "ORL (at least one negative per anchor)")
     z_rows, cols = _rows(z, images)
-    gram = _gram(z_rows, z)
-    if detach_tension:
-        t = _tension(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
-    else:
-        t = _tension(z_rows, z, gram, cols, t_min)
-    return _info_nce((gram * t).div_(temperature), cols)
+    hyper = Hyper(temperature, t_min, tolerance(z), tension=True, through_t=not detach_tension)
+    return BlockedInfoNCE.apply(z_rows, z, cols, hyper)

@@ -22,7 +22,11 @@ class ORLLoss(ContrastiveLoss):
     loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the same N.
     ``ContrastiveModule`` switches it on when the world size is > 1.
 
-    Conventions, degenerate cases and the controls an ORL result needs: ``docs/orl.md``.
+    Conventions, degenerate cases and the controls an ORL result needs: ``docs/orl.md``. Cost
+    (``orbitcl.losses.blocked``): about NT-Xent's matmuls plus fused elementwise work, no
+    (2N, 2N) matrix kept for the backward; from 2N = 4096 its kernels are compiled with
+    torch.compile (once per process, eager where that fails; ``ORBITCL_LOSS_KERNELS=eager`` or
+    ``compile`` overrides).
     """
 
     def __init__(
