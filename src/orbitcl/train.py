@@ -19,16 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.config import ConfigError, build
 from orbitcl.data import DataNotFoundError
+from orbitcl.last_metrics import LastMetrics
 from orbitcl.module import ContrastiveModule
 from orbitcl.nonfinite import NonFiniteLossError
 from orbitcl.resume import ConfigSnapshot, check_same_experiment, stored_config
+from orbitcl.sweep import in_multirun, run_job
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> float:
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Fits the model described by `cfg`, writing everything under `run_dir`; returns the final
-    kNN accuracy."""
+    value of every scalar metric logged (`val/knn_acc`: the final kNN accuracy)."""
     L.seed_everything(cfg.seed, workers=True)
     # Built first: constructors validate their arguments, so bad values fail in seconds.
     loss = build("loss", cfg.loss)
@@ -63,7 +65,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     logger = build("logger", cfg.logger) if cfg.logger else False
     if logger:
         logger.log_hyperparams(config)
-    trainer = build("trainer", cfg.trainer, logger=logger, callbacks=callbacks)
+    last = LastMetrics()  # whichever logger was chosen, it keeps each metric's final value
+    loggers = [logger, last] if logger else [last]
+    trainer = build("trainer", cfg.trainer, logger=loggers, callbacks=callbacks)
 
     # weights_only: a checkpoint holds tensors and plain data, and loading it runs no code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -75,7 +79,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             f"kNN accuracy ({cfg.eval.knn_k}-NN, {datamodule.__class__.__name__} test split): "
             f"{accuracy:.4f}"
         )
-    return accuracy
+    return last.final(trainer)
 
 
 def _auxiliary_terms(node: DictConfig | None) -> dict:
@@ -126,10 +130,12 @@ def _discard_if_empty(run_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if in_multirun():  # the outcome goes to run_dir/result.json; a failed job ends only itself
+        return run_job(train, cfg, run_dir)
     try:
-        return train(cfg, run_dir)
+        return train(cfg, run_dir)["val/knn_acc"]
     except (ConfigError, DataNotFoundError) as err:
         _discard_if_empty(run_dir)
         print(f"orbitcl: error: {err}", file=sys.stderr)
@@ -138,7 +144,8 @@ def main(cfg: DictConfig) -> float:
         print(f"orbitcl: error: {err}", file=sys.stderr)
         sys.exit(3)
     finally:
-        wandb.finish()  # a crashed run is still closed, so the next job can start its own
+        # Closed even after a crash, and then marked failed in W&B.
+        wandb.finish(exit_code=0 if sys.exc_info()[0] is None else 1)
 
 
 if __name__ == "__main__":
