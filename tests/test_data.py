@@ -172,7 +172,11 @@ def test_dataset_config_instantiates_and_yields_a_batch(name, train_config):
     datamodule = instantiate(config, batch_size=16, num_workers=0)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    views, labels = next(iter(datamodule.train_dataloader()))
+    batch = next(iter(datamodule.train_dataloader()))
+    if datamodule.pipeline == "batched":  # uint8 batches, augmented after the device transfer
+        views, labels = datamodule.batch_views(batch.images, torch.Generator()), batch.labels
+    else:
+        views, labels = batch
     size = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}[name]
     assert len(views) == 2 and views[0].shape == (16, *size) and labels.shape == (16,)
     assert datamodule.num_classes == 10

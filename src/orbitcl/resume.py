@@ -25,6 +25,8 @@ MAY_CHANGE_ON_RESUME = (
     "dataset.num_workers",
     "dataset.eval_batch_size",
     "dataset.pin_memory",
+    "model.channels_last",  # speed switches: the same computation, up to float rounding
+    "model.compile",
 )
 
 

@@ -23,6 +23,7 @@ from orbitcl.last_metrics import LastMetrics
 from orbitcl.module import ContrastiveModule
 from orbitcl.nonfinite import NonFiniteLossError
 from orbitcl.resume import ConfigSnapshot, check_same_experiment, stored_config
+from orbitcl.speed import apply_speed_switches
 from orbitcl.sweep import in_multirun, run_job
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         )
     except ValueError as err:  # its arguments are top-level keys: the message names them
         raise ConfigError(str(err)) from err
+    apply_speed_switches(
+        module.encoder,
+        module.loss,
+        channels_last=cfg.model.get("channels_last", False),
+        compile=cfg.model.get("compile", False),
+    )
     # Missing data fails here, before any log or checkpoint exists. Under torchrun or SLURM every
     # process runs this file: one per machine checks (and downloads), as Lightning would.
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:

@@ -5,10 +5,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from orbitcl.data.batch_augment import BatchAugment
+from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
 from orbitcl.data.sources import (
     Split,
     ensure_cifar10,
@@ -26,7 +30,16 @@ class MultiViewDataModule(L.LightningDataModule):
 
     `augment` acts on one uint8 (C, H, W) image (geometry and colour); this class appends the
     conversion to float and `Normalize(mean, std)`, which alone are the eval transform. Without
-    `augment` all views are identical. Subclasses say where the data comes from: `num_classes`,
+    `augment` all views are identical.
+
+    `pipeline` says where training views are made. `per_sample`: by `augment` itself, one image
+    at a time in DataLoader workers. `batched`: the loader serves uint8 batches from memory and
+    `on_after_batch_transfer` augments the whole batch at once, on its device (the GPU when there
+    is one), with `BatchAugment.from_torchvision(augment)`: the same augmentations as tensor ops.
+    Its randomness comes from (`seed`, epoch, rank, batch index), so a resumed run replays it.
+    The eval loaders and the diagnostics' views (`train_transform`) are per-sample in both.
+
+    Subclasses say where the data comes from: `num_classes`,
     `load_split(train)` and, for data on disk, `prepare_data()`, the only place that downloads
     (Lightning runs it in one process, `setup` in every one).
     """
@@ -45,6 +58,8 @@ class MultiViewDataModule(L.LightningDataModule):
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
         pin_memory: bool = False,
+        pipeline: str = "per_sample",
+        seed: int = 0,
     ):
         super().__init__()
         _require_int("batch_size", batch_size, 2)  # the rest of a batch are the negatives
@@ -70,6 +85,17 @@ class MultiViewDataModule(L.LightningDataModule):
         self.train_transform = (
             self.eval_transform if augment is None else v2.Compose([augment, self.eval_transform])
         )
+        if pipeline not in ("batched", "per_sample"):
+            raise ValueError(f"pipeline={pipeline!r} is invalid: must be 'batched' or 'per_sample'")
+        self.pipeline = pipeline
+        self.seed = seed
+        # Built now, so an augmentation the batched pipeline lacks fails before any data is read.
+        self.batch_augment = (
+            BatchAugment.from_torchvision(augment) if pipeline == "batched" else None
+        )
+        self._mean_std = torch.tensor([list(mean), list(std)]).view(
+            2, 1, -1, 1, 1
+        )  # (2, 1, C, 1, 1)
         self._train: Split | None = None
         self._test: Split | None = None
 
@@ -83,6 +109,16 @@ class MultiViewDataModule(L.LightningDataModule):
             self._test = self.load_split(train=False)
 
     def train_dataloader(self) -> DataLoader:
+        if self.pipeline == "batched":
+            # No workers: a batch is one indexing op; the augmentation runs after the transfer.
+            return NumberedLoader(
+                TensorBatchDataset(*self._train),
+                self.batch_size,
+                shuffle=True,
+                drop_last=True,
+                collate_fn=keep_batch,
+                pin_memory=self.pin_memory,
+            )
         views = MultiViewDataset(*self._train, self.train_transform, self.n_views)
         # drop_last: every step contrasts a full batch, so the number of negatives never changes.
         return self._loader(views, self.batch_size, shuffle=True, drop_last=True)
@@ -97,6 +133,31 @@ class MultiViewDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """The same [bank, queries] as validation."""
         return self.val_dataloader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batched pipeline: a uint8 `ImageBatch`, now on its device -> `(views, labels)`."""
+        if not isinstance(batch, ImageBatch):  # per-sample views, or an eval batch
+            return batch
+        trainer = self.trainer
+        generator = self.batch_generator(trainer.current_epoch, trainer.global_rank, batch.index)
+        return self.batch_views(batch.images, generator), batch.labels
+
+    def batch_generator(self, epoch: int, rank: int, index: int) -> torch.Generator:
+        """The CPU generator of batch `index` of `epoch` on `rank`: seeded from (seed, epoch,
+        rank, index) alone, as `orbitcl.resume.EpochSeed` seeds the rest of an epoch."""
+        entropy = [self.seed, epoch, rank, index]  # SeedSequence mixes them: no collisions
+        return torch.Generator().manual_seed(
+            int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        )
+
+    def batch_views(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
+        """`n_views` augmented, normalised views float (B, C, H, W) of images uint8 (B, C, H, W),
+        computed on the images' device, all views in one pass."""
+        views = self.batch_augment(images.repeat(self.n_views, 1, 1, 1), generator)  # (V*B, ...)
+        if self._mean_std.device != views.device:  # moved once, not at every step
+            self._mean_std = self._mean_std.to(views.device)
+        mean, std = self._mean_std
+        return list(views.sub_(mean).div_(std).chunk(self.n_views))  # V x (B, C, H, W)
 
     def _loader(
         self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False

@@ -1,0 +1,62 @@
+"""Wall time for a training run to reach a kNN accuracy: MNIST ORL to 97% by default.
+
+Runs the real command line (`python -m orbitcl.train`) with the given overrides, validating every
+epoch and stopping at the first validation whose `val/knn_acc` reaches the target (Lightning's
+`EarlyStopping` with a stopping threshold). The wall time is the whole process: start-up, data
+loading, training and every kNN evaluation. Not part of `make bench` (it takes minutes):
+
+    ORBITCL_DATA_DIR=../shared/data .venv/bin/python benchmarks/time_to_knn.py [override ...]
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULTS = [
+    "loss=orl",
+    "dataset=mnist",
+    "trainer.max_epochs=3",  # also the length of the warm-up + cosine schedule
+    "logger=csv",
+    "callbacks.tension=null",  # diagnostics off: this measures training to quality
+    "callbacks.orbit=null",
+    "callbacks.umap=null",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.97)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, after the defaults")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        stop = (
+            "+callbacks.stop_at_target={_target_:lightning.pytorch.callbacks.EarlyStopping,"
+            f"monitor:'val/knn_acc',mode:max,stopping_threshold:{args.target},patience:1000}}"
+        )
+        command = [sys.executable, "-m", "orbitcl.train", *DEFAULTS, stop, *args.overrides]
+        command.append(f"hydra.run.dir={run_dir}")
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            sys.exit(f"training failed:\n{result.stderr[-3000:]}")
+        with open(run_dir / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("val/knn_acc")]
+    history = ", ".join(f"epoch {r['epoch']}: {float(r['val/knn_acc']):.4f}" for r in rows)
+    reached = [r for r in rows if float(r["val/knn_acc"]) >= args.target]
+    print(" ".join([*DEFAULTS, *args.overrides]))
+    print(f"kNN accuracy by epoch: {history}")
+    if reached:
+        print(f"time to kNN {args.target}: {wall:.0f} s (epoch {reached[0]['epoch']})")
+    else:
+        print(f"kNN {args.target} NOT reached; the run took {wall:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
