@@ -40,7 +40,7 @@ def step_function(cfg, views, device, channels_last=False, bf16=False, compile=F
     encoder = instantiate(cfg.model.encoder).to(device)
     projector = instantiate(cfg.model.projector, in_dim=encoder.out_dim).to(device)
     loss_fn = instantiate(cfg.loss)
-    apply_speed_switches(encoder, loss_fn, channels_last=channels_last, compile=compile)
+    apply_speed_switches(encoder, projector, channels_last=channels_last, compile=compile)
     optimizer = instantiate(cfg.optim.optimizer)([*encoder.parameters(), *projector.parameters()])
     pairs = list(combinations(range(len(views)), 2))
     autocast = (

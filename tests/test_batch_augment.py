@@ -411,7 +411,6 @@ def test_batched_datamodule_serves_uint8_batches_and_seeded_views(name, train_co
 
 
 @needs_data
-@pytest.mark.slow  # ~10 s each on an idle 2-core CPU, minutes when it is shared
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
 def test_batched_views_statistics_match_the_per_sample_pipeline(name, train_config):
     """Views of the same 100 images, 20 each, from both pipelines: the same pixel statistics

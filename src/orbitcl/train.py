@@ -56,7 +56,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         raise ConfigError(str(err)) from err
     apply_speed_switches(
         module.encoder,
-        module.loss,
+        module.projector,
         channels_last=cfg.model.get("channels_last", False),
         compile=cfg.model.get("compile", False),
     )

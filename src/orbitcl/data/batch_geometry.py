@@ -226,13 +226,23 @@ def compose(
 def resample(images: Tensor, theta: Tensor, box: Tensor, fills: bool, size: Size) -> Tensor:
     """images (N, C, H0, W0) -> (N, C, *size) sampled at theta's points (`compose`), on the
     images' device."""
-    n, c = images.shape[:2]
-    grid = F.affine_grid(theta, [n, c, *size], align_corners=False)  # (N, H, W, 2)
-    low, high = box[:, None, :1], box[:, None, 1:]  # (N, 1, 1, 2) each: x0 y0, x1 y1
+    # F.affine_grid's points, theta @ (x, y, 1) at the output's pixel centres, as broadcast sums
+    # into planes (N, 2, H, W): on the CPU several times faster than its batched matrix product
+    # of odd shapes, and than per-sample bounds on the interleaved (N, H, W, 2) layout.
+    height, width = size
+    xs = torch.arange(width, dtype=theta.dtype, device=theta.device).mul_(2 / width)
+    ys = torch.arange(height, dtype=theta.dtype, device=theta.device).mul_(2 / height)
+    xs, ys = xs.add_(1 / width - 1), ys.add_(1 / height - 1)  # pixel centres in [-1, 1]
+    t = theta[..., None, None]  # (N, 2, 3, 1, 1)
+    points = t[:, :, 0] * xs + torch.addcmul(t[:, :, 2], t[:, :, 1], ys[:, None])  # (N, 2, H, W)
+    low, high = box[:, 0, :, None, None], box[:, 1, :, None, None]  # (N, 2, 1, 1): x, y
     inside = None
     if fills:  # (N, H, W): within the box
-        inside = ((grid >= low) & (grid <= high)).all(dim=-1)
-    half_pixel = torch.tensor([1 / images.shape[-1], 1 / images.shape[-2]], device=grid.device)
-    grid = grid.clamp_(min=low + half_pixel, max=high - half_pixel)
+        within = (points - (low + high) / 2).abs_().le_((high - low) / 2)  # (N, 2, H, W)
+        inside = within[:, 0].logical_and_(within[:, 1])
+    half_pixel = torch.tensor([1 / images.shape[-1], 1 / images.shape[-2]], device=points.device)
+    half_pixel = half_pixel.view(1, 2, 1, 1)
+    points = points.clamp_(min=low + half_pixel, max=high - half_pixel)
+    grid = points.permute(0, 2, 3, 1)  # (N, H, W, 2), a view: grid_sample takes its strides
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out if inside is None else out.mul_(inside.unsqueeze(1))
