@@ -13,8 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import WORLD, global_views, rows, spawn
 from lightning.pytorch.strategies import DDPStrategy
 
 from orbitcl.data import DigitsDataModule
@@ -24,8 +23,6 @@ from orbitcl.losses.gather import AllGather
 from orbitcl.models import ConvEncoder, MLPProjector
 from orbitcl.module import ContrastiveModule
 
-WORLD = 2
-N, D = 5, 16  # images per rank, embedding dimension
 TOLERANCE = 1e-9  # float64, absolute
 LOSSES = {
     "ntxent": functools.partial(NTXentLoss, temperature=0.2),
@@ -33,31 +30,6 @@ LOSSES = {
     "orl_t_min": functools.partial(ORLLoss, temperature=0.5, t_min=0.2),
     "orl_detached": functools.partial(ORLLoss, temperature=0.2, detach_tension=True),
 }
-
-
-def spawn(fn, tmp_path: Path, *args) -> list:
-    """`fn(rank, *args)` in WORLD gloo processes; the list of what each rank returned."""
-    mp.spawn(_worker, args=(fn, str(tmp_path), args), nprocs=WORLD, join=True)
-    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
-
-
-def _worker(rank: int, fn, tmp: str, args: tuple) -> None:
-    torch.set_num_threads(1)  # 2 processes on a small CPU
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=WORLD)
-    try:
-        torch.save(fn(rank, *args), f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def global_views() -> tuple[torch.Tensor, torch.Tensor]:
-    """The concatenated batch (WORLD N, D) x 2, float64: rank r holds rows r N .. (r + 1) N."""
-    g = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(WORLD * N, D, generator=g, dtype=torch.float64) for _ in range(2))
-
-
-def rows(rank: int) -> slice:
-    return slice(rank * N, (rank + 1) * N)
 
 
 def _rank_losses(rank: int) -> dict:

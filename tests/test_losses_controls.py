@@ -3,9 +3,8 @@ the mean-tension and shuffled-tension losses, the orl_detached config and the sw
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from conftest import CONF_DIR
+from gloo_ranks import WORLD, global_views, rows, spawn
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from reference_controls import (
@@ -241,35 +240,6 @@ def test_invalid_arguments(loss_cls):
 
 
 # --- DDP: the batch mean of T is the global batch's -----------------------------------------
-# As tests/test_distributed.py, whose helpers are not imported: the spawned processes import
-# this module, and that one imports Lightning (tens of seconds on a small shared CPU).
-
-WORLD, N, D = 2, 5, 16  # processes, images per rank, embedding dimension
-
-
-def spawn(fn, tmp_path) -> list:
-    """`fn(rank)` in WORLD gloo processes; the list of what each rank returned."""
-    mp.spawn(_worker, args=(fn, str(tmp_path)), nprocs=WORLD, join=True)
-    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
-
-
-def _worker(rank: int, fn, tmp: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=WORLD)
-    try:
-        torch.save(fn(rank), f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def global_views() -> tuple[torch.Tensor, torch.Tensor]:
-    """The concatenated batch (WORLD N, D) x 2, float64: rank r holds rows r N .. (r + 1) N."""
-    g = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(WORLD * N, D, generator=g, dtype=torch.float64) for _ in range(2))
-
-
-def rows(rank: int) -> slice:
-    return slice(rank * N, (rank + 1) * N)
 
 
 def _rank_mean_tension(rank: int) -> tuple:

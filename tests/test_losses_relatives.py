@@ -8,8 +8,7 @@ import warnings
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import WORLD, rows, spawn
 from reference_relatives import naive_align_uniform, naive_dcl, naive_supcon, naive_vrn
 
 from orbitcl.losses import (
@@ -281,7 +280,7 @@ def test_row_subsets_average_to_the_full_loss(name):
     )
 
 
-WORLD, PER_RANK = 2, 5
+PER_RANK = 5
 MODULES = {  # built with gather_distributed=True on the ranks
     "supcon": functools.partial(SupConLoss, temperature=0.2),
     "dcl": functools.partial(DCLLoss, temperature=0.2),
@@ -296,28 +295,22 @@ def _global_batch():
     return z_a.detach(), z_b.detach(), class_labels(WORLD * PER_RANK, seed=3)
 
 
-def _rank(rank: int, store: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
-    try:
-        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-        z_a, z_b, labels = _global_batch()
-        z_a, z_b = (z[rows].clone().requires_grad_() for z in (z_a, z_b))
-        results = {}
-        for name, make in MODULES.items():
-            loss = make(gather_distributed=True)
-            value = loss(z_a, z_b, labels[rows]) if loss.uses_labels else loss(z_a, z_b)
-            results[name] = value_and_grads(value, z_a, z_b)
-        torch.save(results, f"{out}{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _rank_losses(rank: int) -> dict:
+    z_a, z_b, labels = _global_batch()
+    z_a, z_b = (z[rows(rank, PER_RANK)].clone().requires_grad_() for z in (z_a, z_b))
+    results = {}
+    for name, make in MODULES.items():
+        loss = make(gather_distributed=True)
+        own = labels[rows(rank, PER_RANK)]
+        value = loss(z_a, z_b, own) if loss.uses_labels else loss(z_a, z_b)
+        results[name] = value_and_grads(value, z_a, z_b)
+    return results
 
 
 def test_losses_across_processes_equal_the_one_process_loss(tmp_path):
     """2 gloo processes: the mean of the ranks' losses is the loss of the concatenated batch,
     and each rank's gradient over the world size is its rows of the one-process gradient."""
-    mp.spawn(_rank, args=(str(tmp_path / "store"), str(tmp_path / "rank")), nprocs=WORLD)
-    per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    per_rank = spawn(_rank_losses, tmp_path)
     z_a, z_b, labels = _global_batch()
     z_a.requires_grad_(), z_b.requires_grad_()
     for name, make in MODULES.items():
@@ -327,9 +320,9 @@ def test_losses_across_processes_equal_the_one_process_loss(tmp_path):
         mean = torch.stack([out[name][0] for out in per_rank]).mean()
         diffs = [float((mean - expected).abs())]
         for r, out in enumerate(per_rank):
-            rows = slice(r * PER_RANK, (r + 1) * PER_RANK)
-            diffs.append(float((out[name][1] / WORLD - grad_a[rows]).abs().max()))
-            diffs.append(float((out[name][2] / WORLD - grad_b[rows]).abs().max()))
+            own = rows(r, PER_RANK)
+            diffs.append(float((out[name][1] / WORLD - grad_a[own]).abs().max()))
+            diffs.append(float((out[name][2] / WORLD - grad_b[own]).abs().max()))
         print(f"\n{name}, 2 processes vs one: max abs difference {max(diffs):.1e}")
         assert max(diffs) < 1e-12, name
 
