@@ -115,6 +115,15 @@ def test_unknown_names_and_keys_fail_before_anything_is_written(tmp_path, overri
     assert not run_dir.exists()
 
 
+def test_entry_point_composes_before_importing_torch_lightning_or_wandb():
+    # A mistyped option fails as soon as Hydra composes (~0.5 s), not after ~8 s of imports.
+    heavy = ["torch", "lightning", "wandb", "torchvision"]
+    code = f"import sys, orbitcl.train; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_truncated_data_file_is_named(tmp_path):
     data = tmp_path / "data" / "MNIST" / "raw"
     data.mkdir(parents=True)

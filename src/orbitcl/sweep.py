@@ -74,7 +74,7 @@ OmegaConf.register_new_resolver("sweep", _resolve, replace=True)
 
 
 def exit_code(err: BaseException) -> int:
-    """The exit code a single run ends with on `err` (see orbitcl.train.main)."""
+    """The exit code a single run ends with on `err` (see orbitcl.fit.run)."""
     if isinstance(err, ConfigError | DataNotFoundError):
         return 2
     if isinstance(err, NonFiniteLossError):

@@ -49,7 +49,7 @@ class UMAPPlot(L.Callback):
     def _due(self, trainer: L.Trainer) -> bool:
         if trainer.global_step == self._last_drawn_step:  # several validations in one step
             return False
-        if trainer.state.fn == TrainerFn.VALIDATING:  # e.g. train.py's final validate()
+        if trainer.state.fn == TrainerFn.VALIDATING:  # e.g. fit.py's final validate()
             return True
         epochs_done = trainer.current_epoch + 1
         last_epoch = (trainer.max_epochs or -1) > 0 and epochs_done >= trainer.max_epochs
