@@ -3,46 +3,21 @@
 import csv
 import functools
 import math
-import os
-import subprocess
-import sys
 
 import lightning as L
 import pytest
 import torch
+from train_cli import SMOKE, run_module
 
 from orbitcl.data import DigitsDataModule
 from orbitcl.losses import NTXentLoss, VRNLoss
 from orbitcl.models import ConvEncoder, MLPProjector
 from orbitcl.module import ContrastiveModule
 
-SMOKE = [  # a few MNIST steps, as tests/test_loss_cli.py
-    "dataset=mnist",
-    "dataset.num_workers=0",
-    "trainer.max_steps=3",
-    "trainer.log_every_n_steps=1",
-    "+trainer.limit_val_batches=2",
-    "callbacks.tension=null",
-    "callbacks.orbit=null",
-    "callbacks.umap=null",
-    "logger=csv",
-]
-
-
-def run_train(*overrides: str, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "orbitcl.train", *overrides],
-        cwd=cwd,
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
 
 def test_orl_with_vrn_logs_the_weighted_objective(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(
+    result = run_module(
         "loss=orl", "+aux=vrn", "aux.weight=30", *SMOKE, f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -70,7 +45,7 @@ def test_orl_with_vrn_logs_the_weighted_objective(tmp_path):
 )
 def test_bad_aux_values_fail_fast_naming_the_field(tmp_path, override, message):
     run_dir = tmp_path / "run"
-    result = run_train("loss=orl", "+aux=vrn", override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_module("loss=orl", "+aux=vrn", override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("orbitcl: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]

@@ -3,12 +3,10 @@ one Hydra multirun (one process)."""
 
 import csv
 import math
-import os
-import subprocess
-import sys
 
 import torch
 import yaml
+from train_cli import SMOKE, run_module
 
 LOSSES = ["ntxent", "orl", "supcon", "dcl", "dclw", "align_uniform"]  # conf/loss/NAME.yaml
 LOSSES += ["orl_detached", "orl_mean_tension", "orl_shuffled_tension"]  # ORL's controls
@@ -18,29 +16,7 @@ LOSSES += ["moco", "moco_orl"]  # a queue of momentum-encoder keys
 
 def test_every_loss_trains_through_the_command_line(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orbitcl.train",
-            "-m",
-            f"loss={','.join(LOSSES)}",
-            "dataset=mnist",
-            "dataset.num_workers=0",
-            "trainer.max_steps=3",
-            "trainer.log_every_n_steps=1",
-            "+trainer.limit_val_batches=2",  # kNN on 2 batches of bank and queries: a smoke test
-            "callbacks.tension=null",
-            "callbacks.orbit=null",
-            "callbacks.umap=null",
-            "logger=csv",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_module("-m", f"loss={','.join(LOSSES)}", *SMOKE, f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     trained = {}
     for config_file in sweep_dir.glob("*/.hydra/config.yaml"):

@@ -4,12 +4,10 @@ the W&B runs of a sweep share a group."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from train_cli import run_module
 from wandb.proto import wandb_internal_pb2
 from wandb_records import records
 
@@ -27,17 +25,6 @@ FAST = [  # MNIST for a few steps, kNN on 2 batches; the orbit and tension metri
 ]
 
 
-def run(*args: str, module: str = "orbitcl.train", cwd: Path, timeout: int = 900):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -49,7 +36,7 @@ def last_logged(metrics_csv: Path, key: str) -> float:
 
 def test_sweep_goes_on_past_a_failed_job_and_writes_the_report(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run(
+    result = run_module(
         "-m",
         "loss=ntxent,orl",
         "loss.temperature=0.2,-1",  # -1 fails before training: ConfigError
@@ -94,7 +81,7 @@ def test_sweep_goes_on_past_a_failed_job_and_writes_the_report(tmp_path):
     # The report is a function of the directory: the command line rebuilds the same CSV.
     first = (sweep_dir / "sweep_report.csv").read_text()
     (sweep_dir / "sweep_report.csv").unlink()
-    rebuilt = run(str(sweep_dir), module="orbitcl.report", cwd=tmp_path)
+    rebuilt = run_module(str(sweep_dir), module="orbitcl.report", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (sweep_dir / "sweep_report.csv").read_text() == first
 
@@ -127,7 +114,7 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
     all runs (a failed one too, finished as failed) share the sweep's name as group, and one more
     run of the group holds the report's tables."""
     sweep_dir = tmp_path / "my-sweep"
-    result = run(
+    result = run_module(
         "-m",
         "loss=ntxent,orl",
         "trainer.precision=32-true,bogus",  # bogus fails after the W&B run has started
@@ -159,7 +146,7 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
 def test_issue_acceptance_sweep(tmp_path):
     """The issue's command: 2 losses x 2 temperatures on MNIST, 10 steps each, all finish."""
     sweep_dir = tmp_path / "sweep"
-    result = run(
+    result = run_module(
         "-m",
         "loss=ntxent,orl",
         "loss.temperature=0.2,0.5",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_cli import SMOKE, run_module
 
 ROOT = Path(__file__).parents[1]
 
@@ -27,26 +28,7 @@ def test_fast_preset_sets_its_recipe_and_yields_to_the_command_line(train_config
 
 def test_fast_preset_trains_through_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orbitcl.train",
-            "+experiment=orl_mnist_fast",
-            "trainer.max_steps=3",
-            "trainer.log_every_n_steps=1",
-            "+trainer.limit_val_batches=2",  # kNN on 2 batches of bank and queries: a smoke test
-            "callbacks.tension=null",
-            "callbacks.orbit=null",
-            "callbacks.umap=null",
-            "logger=csv",
-            f"hydra.run.dir={run_dir}",
-        ],
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_module("+experiment=orl_mnist_fast", *SMOKE, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -7,24 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-
-def run_train(*overrides: str, cwd: Path, env_extra: dict | None = None, timeout: int = 300):
-    env = {**os.environ, "WANDB_MODE": "offline", **(env_extra or {})}
-    env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run(
-        [sys.executable, "-m", "orbitcl.train", *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from train_cli import run_module
 
 
 def test_default_job_trains_and_prints_knn_accuracy(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(
+    result = run_module(
         "trainer.max_epochs=2", "logger=csv", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -41,7 +29,7 @@ def test_orl_on_mnist_writes_checkpoint_and_offline_wandb_run(tmp_path):
     """The issue's acceptance run, from a foreign working directory, with W&B deciding by
     itself to go offline (no login: an empty HOME and no API key)."""
     run_dir = tmp_path / "mnist-orl"
-    result = run_train(
+    result = run_module(
         "loss=orl",
         "dataset=mnist",
         "trainer.max_steps=20",
@@ -75,7 +63,7 @@ def test_orl_on_mnist_writes_checkpoint_and_offline_wandb_run(tmp_path):
 )
 def test_bad_values_fail_fast_naming_the_field(tmp_path, override, message):
     run_dir = tmp_path / "run"
-    result = run_train(*override.split(), f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_module(*override.split(), f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "is invalid" in result.stderr
     assert "Traceback" not in result.stderr
@@ -85,7 +73,7 @@ def test_bad_values_fail_fast_naming_the_field(tmp_path, override, message):
 def test_missing_data_offline_names_the_directory(tmp_path):
     empty = tmp_path / "nodata"
     run_dir = tmp_path / "run"
-    result = run_train(
+    result = run_module(
         "dataset=mnist",
         f"dataset.data_dir={empty}",
         "dataset.download=false",
@@ -107,7 +95,7 @@ def test_missing_data_offline_names_the_directory(tmp_path):
 )
 def test_unknown_names_and_keys_fail_before_anything_is_written(tmp_path, override, message):
     run_dir = tmp_path / "run"
-    result = run_train(override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_module(override, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     if "Available" in message:  # the choices are listed
@@ -133,7 +121,7 @@ def test_truncated_data_file_is_named(tmp_path):
             (data / f.name).write_bytes(f.read_bytes())
     truncated = data / "t10k-labels-idx1-ubyte"
     truncated.write_bytes(truncated.read_bytes()[:100])
-    result = run_train(
+    result = run_module(
         "dataset=mnist",
         f"dataset.data_dir={tmp_path / 'data'}",
         "dataset.download=false",
