@@ -8,7 +8,9 @@ epoch and stopping at the first validation whose `val/knn_acc` reaches the targe
 `EarlyStopping` with a stopping threshold). The wall time is the whole process: start-up, data
 loading, training and every kNN evaluation. Not part of `make bench` (it takes minutes):
 
-    ORBITCL_DATA_DIR=../shared/data .venv/bin/python benchmarks/time_to_knn.py [override ...]
+    .venv/bin/python benchmarks/time_to_knn.py [override ...]
+
+Data are read from ORBITCL_DATA_DIR, by default ../shared/data beside the repository.
 """
 
 import argparse
@@ -21,6 +23,8 @@ import time
 from pathlib import Path
 
 BARE = ["loss=orl", "dataset=mnist", "trainer.max_epochs=3"]  # the schedule's length too
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 DEFAULTS = [
     "logger=csv",
     "callbacks.tension=null",  # diagnostics off: this measures training to quality
