@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from train_cli import run_module
-from wandb.proto import wandb_internal_pb2
-from wandb_records import records
+from wandb_records import runs as wandb_runs
 
 from orbitcl import report
 
@@ -84,29 +83,6 @@ def test_sweep_goes_on_past_a_failed_job_and_writes_the_report(tmp_path):
     rebuilt = run_module(str(sweep_dir), module="orbitcl.report", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (sweep_dir / "sweep_report.csv").read_text() == first
-
-
-def wandb_runs(directory: Path) -> dict[str, dict]:
-    """{display name: {group, job_type, config, exit_code, history keys}} of the offline W&B runs
-    under `directory`."""
-    runs = {}
-    for run_file in directory.glob("**/offline-run-*/run-*.wandb"):
-        info = {"history": set()}
-        for raw in records(run_file):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(raw)
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                info["group"] = record.run.run_group
-                info["job_type"] = record.run.job_type
-                info["config"] = {i.key: json.loads(i.value_json) for i in record.run.config.update}
-                info["name"] = record.run.display_name
-            elif kind == "exit":
-                info["exit_code"] = record.exit.exit_code
-            elif kind == "history":
-                info["history"] |= {i.key or "/".join(i.nested_key) for i in record.history.item}
-        runs[info["name"]] = info
-    return runs
 
 
 def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):

@@ -24,7 +24,6 @@ def run_module(
     module: str = "orbitcl.train",
     cwd: Path | None = None,
     env_extra: dict | None = None,
-    timeout: int = 900,
 ) -> subprocess.CompletedProcess:
     """`python -m module args...` with W&B offline; `env_extra` values of None unset a variable."""
     env = {**os.environ, "WANDB_MODE": "offline", **(env_extra or {})}
@@ -35,5 +34,5 @@ def run_module(
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=900,
     )

@@ -43,19 +43,47 @@ def records(path: Path) -> list[bytes]:
     return found
 
 
+def parsed(run_file: Path) -> list:
+    """The `Record` protobufs of one `run-*.wandb` file, in order."""
+    out = []
+    for raw in records(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        out.append(record)
+    return out
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)  # nested keys: histograms, images
+
+
 def history(run_dir: Path) -> list[dict]:
     """Every `wandb.log` call of the offline run under `run_dir/wandb`, as {key: value}, with
     nested keys (histograms, images) joined by "/"."""
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    rows = []
-    for raw in records(run_file):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "history":
-            rows.append(
-                {
-                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                    for item in record.history.item
-                }
-            )
-    return rows
+    return [
+        {_key(item): json.loads(item.value_json) for item in record.history.item}
+        for record in parsed(run_file)
+        if record.WhichOneof("record_type") == "history"
+    ]
+
+
+def runs(directory: Path) -> dict[str, dict]:
+    """{display name: {group, job_type, config, exit_code, history keys}} of the offline W&B runs
+    under `directory`."""
+    found = {}
+    for run_file in directory.glob("**/offline-run-*/run-*.wandb"):
+        info = {"history": set()}
+        for record in parsed(run_file):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                info["group"] = record.run.run_group
+                info["job_type"] = record.run.job_type
+                info["config"] = {i.key: json.loads(i.value_json) for i in record.run.config.update}
+                info["name"] = record.run.display_name
+            elif kind == "exit":
+                info["exit_code"] = record.exit.exit_code
+            elif kind == "history":
+                info["history"] |= {_key(item) for item in record.history.item}
+        found[info["name"]] = info
+    return found
