@@ -9,7 +9,7 @@ Every candidate is timed interleaved with the baselines in the same run (``timin
 
 Targets: our NT-Xent <= 0.8x lightly's time, ORL <= 1.2x lightly's NT-Xent. Then the peak
 memory of ORL against NT-Xent at 2N = 4096, 8192 and 16384: the peak RSS growth of one
-forward + backward, each in a fresh process (as ``tests/test_losses.py`` measures it).
+forward + backward, each in a fresh process (as ``tests/losses/test_ntxent_orl.py`` measures it).
 
     .venv/bin/python benchmarks/bench_losses.py [--repeats 15] [--no-memory]
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from timing import median_times, report
 
-from orbitcl.losses import NTXentLoss, ORLLoss, blocked
+from orbitcl.losses import NTXentLoss, ORLLoss, kernels
 
 TEMPERATURE = 0.5
 TARGETS = {"ntxent": 0.8, "orl": 1.2}  # time / lightly's NTXentLoss
@@ -59,27 +59,17 @@ def floor(n: int, d: int):
     return run
 
 
-def kernels(name: str, run):
-    """``run`` with ORL's kernels set to ``name`` (``orbitcl.losses.blocked.KERNELS``)."""
-
-    def with_kernels():
-        blocked.KERNELS = name
-        run()
-
-    return with_kernels
-
-
 def time_losses(n: int, d: int, repeats: int) -> bool:
     from lightly.loss import NTXentLoss as LightlyNTXentLoss
 
     z_a, z_b = views(n, d)
-    default = blocked.KERNELS
+    default = kernels.default_backend()
     fns = {
         "lightly": step(LightlyNTXentLoss(TEMPERATURE), z_a, z_b),
         "ntxent": step(NTXentLoss(TEMPERATURE), z_a, z_b),
-        "orl": kernels(default, step(ORLLoss(TEMPERATURE), z_a, z_b)),
-        "orl_eager": kernels("eager", step(ORLLoss(TEMPERATURE), z_a, z_b)),
-        "orl_detached": kernels(default, step(ORLLoss(TEMPERATURE, detach_tension=True), z_a, z_b)),
+        "orl": step(ORLLoss(TEMPERATURE), z_a, z_b),
+        "orl_eager": step(ORLLoss(TEMPERATURE, backend="eager"), z_a, z_b),
+        "orl_detached": step(ORLLoss(TEMPERATURE, detach_tension=True), z_a, z_b),
         "floor": floor(n, d),
     }
     start = time.perf_counter()
@@ -110,12 +100,12 @@ def time_losses(n: int, d: int, repeats: int) -> bool:
 # of a large parent (this benchmark, pytest) would start at the parent's peak.
 PEAK_MEMORY_SCRIPT = """
 import sys, torch
-from orbitcl.losses import NTXentLoss, ORLLoss, blocked
+from orbitcl.losses import NTXentLoss, ORLLoss
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
 name, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-loss_fn = (NTXentLoss if name == "ntxent" else ORLLoss)(0.5)
-blocked.KERNELS = "eager" if name == "orl_eager" else blocked.KERNELS
+backend = {"backend": "eager"} if name == "orl_eager" else {}
+loss_fn = NTXentLoss(0.5) if name == "ntxent" else ORLLoss(0.5, **backend)
 g = torch.Generator().manual_seed(0)
 z_a, z_b = (torch.randn(n, d, generator=g, requires_grad=True) for _ in range(2))
 loss_fn(z_a[:4], z_b[:4]).backward()  # warm-up: lazy initialisation, grad buffers
@@ -147,7 +137,7 @@ def peak_memory_mib(loss_name: str, n: int, d: int) -> tuple[float, float]:
 def measure_memory(d: int) -> None:
     print(
         f"peak RSS growth of one forward + backward, float32, d = {d}, fresh process: first "
-        "call (as tests/test_losses.py measures it) / a later call"
+        "call (as tests/losses/test_ntxent_orl.py measures it) / a later call"
     )
     for size in MEMORY_SIZES:
         peaks = {name: peak_memory_mib(name, size // 2, d) for name in MEMORY_LOSSES}

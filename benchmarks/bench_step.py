@@ -1,10 +1,10 @@
 """Training step (issue #7): Lightning's step against a plain PyTorch loop doing the same work.
 
-The same model, loss, optimiser and schedule (``orbitcl.module.ContrastiveModule`` built from the
-config: MNIST's conv_small and NT-Xent by default, AdamW with warm-up + cosine), on the same
-fixed pre-augmented batch. Lightning runs ``trainer.fit`` with the module's own ``training_step``
-(logging included: a CSV logger every 10 steps, as ``logger=csv``; no progress bar, no
-checkpoints, no validation); the plain loop runs forward, the loss over pairs of views,
+The same model, loss, optimiser and schedule (``orbitcl.training.module.ContrastiveModule``
+built from the config: MNIST's conv_small and NT-Xent by default, AdamW with warm-up + cosine),
+on the same fixed pre-augmented batch. Lightning runs ``trainer.fit`` with the module's own
+``training_step`` (logging included: a CSV logger every 10 steps, as ``logger=csv``; no progress
+bar, no checkpoints, no validation); the plain loop runs forward, the loss over pairs of views,
 ``zero_grad``, ``backward``, ``step`` and the scheduler's step, on its own copy of the model.
 
 Interleaved step by step, so that load on a shared machine hits both alike: after each
@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from timing import report
 from torch.utils.data import DataLoader, Dataset
 
-from orbitcl.module import ContrastiveModule
+from orbitcl.training.module import ContrastiveModule
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from timing import median_times
 
-from orbitcl.speed import apply_speed_switches
+from orbitcl.training.speed import apply_speed_switches
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))

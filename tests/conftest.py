@@ -1,18 +1,14 @@
 """Test-wide environment: the offline dataset copies, and W&B never reaching the network."""
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers.paths import CONF_DIR, SHARED_DATA
 from hydra import compose, initialize_config_dir
 
 # Set at import, before any config is composed, so ${oc.env:ORBITCL_DATA_DIR,...} sees it.
-os.environ.setdefault(
-    "ORBITCL_DATA_DIR", str((Path(__file__).parent / "../../shared/data").resolve())
-)
+os.environ.setdefault("ORBITCL_DATA_DIR", str(SHARED_DATA))
 os.environ.setdefault("WANDB_MODE", "offline")
-
-CONF_DIR = Path(__file__).parents[1] / "conf"
 
 
 @pytest.fixture

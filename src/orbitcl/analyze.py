@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from orbitcl import geometry, plots
 from orbitcl.evaluate import downstream_accuracy
-from orbitcl.orbits import embed, embed_orbits, orbits_of_test_split
-from orbitcl.runs import TrainedRun, load_run
+from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.metrics import geometry
+from orbitcl.metrics.orbits import embed, embed_orbits, orbits_of_test_split
+from orbitcl.tracking import plots
 
 log = logging.getLogger(__name__)
 

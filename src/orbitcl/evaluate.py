@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from orbitcl.knn import knn_accuracy
-from orbitcl.probe import linear_probe_accuracy
-from orbitcl.runs import TrainedRun, load_run
+from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.metrics.knn import knn_accuracy
+from orbitcl.metrics.probe import linear_probe_accuracy
 
 
 @torch.no_grad()

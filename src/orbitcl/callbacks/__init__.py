@@ -1,8 +1,22 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
-geometry at each validation, and UMAP pictures of orbits."""
+geometry at each validation, and UMAP pictures of orbits. The names of what they log are in
+``names``.
 
-from orbitcl.callbacks.orbit import OrbitDiagnostics
-from orbitcl.callbacks.tension import TensionMonitor
-from orbitcl.callbacks.umap_plot import UMAPPlot
+The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` stays light.
+"""
+
+import importlib
+
+_WHERE = {
+    "OrbitDiagnostics": "orbitcl.callbacks.orbit",
+    "TensionMonitor": "orbitcl.callbacks.tension",
+    "UMAPPlot": "orbitcl.callbacks.umap_plot",
+}
 
 __all__ = ["OrbitDiagnostics", "TensionMonitor", "UMAPPlot"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

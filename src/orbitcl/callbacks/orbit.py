@@ -2,12 +2,11 @@
 
 import lightning as L
 
-from orbitcl import geometry, plots
+from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, save_plot
-from orbitcl.orbits import Orbits, embed_orbits, orbits_of_test_split
-
-# Metrics of the embedding geometry as a whole (Wang & Isola), rather than of single orbits.
-GEOMETRY_METRICS = ("alignment", "uniformity")
+from orbitcl.metrics import geometry
+from orbitcl.metrics.orbits import Orbits, embed_orbits, orbits_of_test_split
+from orbitcl.tracking import plots
 
 
 class OrbitDiagnostics(L.Callback):
@@ -17,7 +16,7 @@ class OrbitDiagnostics(L.Callback):
         orbit/anchor_view_cos, orbit/variance, orbit/pairwise_cos,
         geometry/alignment, geometry/uniformity
 
-    (definitions: `orbitcl.geometry.orbit_metrics`) and the same in encoder space as
+    (definitions: `orbitcl.metrics.geometry.orbit_metrics`) and the same in encoder space as
     `orbit/encoder/...` and `geometry/encoder/...`. The histogram of the A*K projector-space
     anchor-view cosines goes to `plots/orbit_cos_stepNNNNNN.png` and, under W&B, to histogram
     `orbit/anchor_view_cos_hist` and image `orbit/anchor_view_cos_plot`.
@@ -61,10 +60,8 @@ class OrbitDiagnostics(L.Callback):
             pl_module.encoder, pl_module.projector, self.orbits(trainer), self.batch_size
         )
         for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
-            subgroup = "" if space == "projector" else f"{space}/"
             for name, value in geometry.orbit_metrics(anchors, views).items():
-                group = "geometry" if name in GEOMETRY_METRICS else "orbit"
-                pl_module.log(f"{group}/{subgroup}{name}", value, rank_zero_only=True)
+                pl_module.log(names.orbit_metric(name, space), value, rank_zero_only=True)
 
         cosines = geometry.anchor_view_cosine(*spaces["projector"])  # (A, K)
         log_histogram(trainer, "orbit/anchor_view_cos_hist", cosines, self.bins, -1.0, 1.0)

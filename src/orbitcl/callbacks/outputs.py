@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from matplotlib.figure import Figure
 
-from orbitcl import plots
+from orbitcl.tracking import plots
 
 
 def save_plot(trainer: L.Trainer, fig: Figure, name: str, wandb_key: str) -> Path:

@@ -3,9 +3,11 @@
 import lightning as L
 import torch
 
-from orbitcl import geometry, plots
+from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, log_scalars, save_plot
 from orbitcl.losses import functional
+from orbitcl.metrics import geometry
+from orbitcl.tracking import plots
 
 
 class TensionMonitor(L.Callback):
@@ -51,7 +53,7 @@ class TensionMonitor(L.Callback):
         self._last_logged_step = step
         negatives = self._negatives(z_a, z_b)  # (2B(2B-2),)
         summary = geometry.tension_summary(negatives, self.t_min)
-        log_scalars(trainer, {f"tension/{k}": v for k, v in summary.items()})
+        log_scalars(trainer, {names.tension_metric(k): v for k, v in summary.items()})
         log_histogram(trainer, "tension/hist", negatives, self.bins, 0.0, 1.0)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

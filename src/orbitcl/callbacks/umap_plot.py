@@ -3,9 +3,9 @@
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
-from orbitcl import plots
 from orbitcl.callbacks.outputs import save_plot
-from orbitcl.orbits import Orbits, embed, orbits_of_test_split
+from orbitcl.metrics.orbits import Orbits, embed, orbits_of_test_split
+from orbitcl.tracking import plots
 
 
 class UMAPPlot(L.Callback):

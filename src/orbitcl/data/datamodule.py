@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from orbitcl.data.batch_augment import BatchAugment
+from orbitcl.data.batched.augment import BatchAugment
 from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
 from orbitcl.data.sources import (
     Split,
@@ -144,7 +144,7 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def batch_generator(self, epoch: int, rank: int, index: int) -> torch.Generator:
         """The CPU generator of batch `index` of `epoch` on `rank`: seeded from (seed, epoch,
-        rank, index) alone, as `orbitcl.resume.EpochSeed` seeds the rest of an epoch."""
+        rank, index) alone, as `orbitcl.training.resume.EpochSeed` seeds the rest of an epoch."""
         entropy = [self.seed, epoch, rank, index]  # SeedSequence mixes them: no collisions
         return torch.Generator().manual_seed(
             int(np.random.SeedSequence(entropy).generate_state(1)[0])
@@ -170,8 +170,8 @@ class MultiViewDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             # Training workers start afresh each epoch, so their random augmentations are seeded
-            # from the epoch's seed (orbitcl.resume.EpochSeed) and a resumed run replays them
-            # exactly; the deterministic eval loaders keep theirs and skip the start-up.
+            # from the epoch's seed (orbitcl.training.resume.EpochSeed) and a resumed run replays
+            # them exactly; the deterministic eval loaders keep theirs and skip the start-up.
             persistent_workers=self.num_workers > 0 and not shuffle,
         )
 

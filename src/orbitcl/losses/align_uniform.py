@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _gram, _rows
 
 
 def check_align_uniform(lam: float, t: float, alpha: float) -> None:
@@ -22,8 +22,8 @@ def check_align_uniform(lam: float, t: float, alpha: float) -> None:
 
 def alignment(z_a: Tensor, z_b: Tensor, alpha: float = 2.0, images: slice | None = None) -> Tensor:
     """``mean_i ||z_a_i - z_b_i||^alpha`` on unit vectors, over the images of ``images``."""
-    z = _anchors(z_a, z_b, 1, "alignment")
-    z_rows, _ = _rows(z, images)
+    z = kernels.unit_anchors(z_a, z_b, 1, "alignment")
+    z_rows, _ = kernels.anchor_rows(z, images)
     n = len(z_rows) // 2
     sq_dist = (z_rows[:n] - z_rows[n:]).square().sum(1)  # (n,), from the vectors: exact near 0
     # A pair of identical views has gradient 0 (the limit for alpha > 1), not 0 * inf = NaN.
@@ -38,7 +38,7 @@ def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"x must have shape (M, d) with M >= 2, got {tuple(x.shape)}")
     x = F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1)  # float32 at least
-    gram = _gram(x, x)  # (M, M)
+    gram = kernels.gram_rows(x, x)  # (M, M)
     sq_norm = x.square().sum(1)  # (M,): 1 but for all-zero rows
     sq_dist = sq_norm[:, None] + sq_norm - 2 * gram  # (M, M): no sqrt, so no NaN gradient at 0
     logits = sq_dist.mul(-t).fill_diagonal_(float("-inf"))  # i = j is not a pair

@@ -1,4 +1,7 @@
-"""The base of orbitcl's two-view losses: gathering under DDP, then the loss's own formula."""
+"""The base of orbitcl's losses: what a loss declares it needs from training (``Needs``), and
+for two-view losses, gathering under DDP, then the loss's own formula."""
+
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -7,11 +10,36 @@ from torch import Tensor, nn
 from orbitcl.losses.gather import gather_views, world_size
 
 
-class ContrastiveLoss(nn.Module):
+@dataclass(frozen=True)
+class Needs:
+    """What a loss needs from the training step beyond two views of projections (N, d).
+
+    ``orbitcl.training.objectives`` reads it once, when the module is built, and serves it.
+    """
+
+    labels: bool = False  # forward(z_a, z_b, labels): the images' class labels (N,)
+    # forward(z_a, z_b, k_a, k_b): the keys of the same views from EMA copies of encoder and
+    # projector (with `momentum`), and enqueue(keys) once the step's loss is known to be finite
+    momentum_keys: bool = False
+    train_set_size: bool = False  # the attribute, set to the number of training images
+
+
+class Loss(nn.Module):
+    """A loss of orbitcl: it declares ``needs``, and under DDP ``gather_distributed`` (switched
+    on by the module when the world size is > 1) makes it see the embeddings of all ranks."""
+
+    needs = Needs()
+
+    def __init__(self, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.gather_distributed = gather_distributed
+
+
+class ContrastiveLoss(Loss):
     """A loss of two views ``z_a``, ``z_b`` (N, d), row n of each from image n.
 
     Subclasses implement ``compute(z_a, z_b, images)`` (and take ``labels`` too when
-    ``uses_labels``): the mean loss over the anchors of ``images``, a slice of ``range(N)`` or
+    ``needs.labels``): the mean loss over the anchors of ``images``, a slice of ``range(N)`` or
     ``None`` for all, each contrasted with all N images (see ``orbitcl.losses.functional``).
 
     With ``gather_distributed`` and a process group of W > 1 (DDP), ``forward`` gathers the views
@@ -20,12 +48,6 @@ class ContrastiveLoss(nn.Module):
     ``ContrastiveModule`` switches it on when the world size is > 1.
     """
 
-    uses_labels = False  # True: forward needs the images' class labels (N,)
-
-    def __init__(self, gather_distributed: bool = False) -> None:
-        super().__init__()
-        self.gather_distributed = gather_distributed
-
     def forward(self, z_a: Tensor, z_b: Tensor, labels: Tensor | None = None) -> Tensor:
         """The loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d)."""
         images = None
@@ -33,7 +55,7 @@ class ContrastiveLoss(nn.Module):
             z_a, z_b, images = gather_views(z_a, z_b)
             if labels is not None:
                 labels = _gather_labels(labels)
-        if not self.uses_labels:
+        if not self.needs.labels:
             return self.compute(z_a, z_b, images)
         if labels is None:
             raise ValueError(f"{self.__class__.__name__} needs the labels of the images")

@@ -3,8 +3,9 @@
 import torch
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _gram, _rows, check_temperature
+from orbitcl.losses.functional import check_temperature
 
 
 def check_sigma(sigma: float) -> None:
@@ -17,7 +18,7 @@ def von_mises_fisher_weights(z_a: Tensor, z_b: Tensor, sigma: float) -> Tensor:
     """DCLW's weights of the N positive pairs, ``w_i = 2 - exp(s_i / sigma) / mean_j exp(s_j /
     sigma)`` with ``s_i`` the cosine of image i's two views: (N,), detached (see ``DCLWLoss``)."""
     check_sigma(sigma)
-    z = _anchors(z_a.detach(), z_b.detach(), 1, "DCLW's weights")
+    z = kernels.unit_anchors(z_a.detach(), z_b.detach(), 1, "DCLW's weights")
     n = len(z_a)
     cosines = (z[:n] * z[n:]).sum(1)  # (N,)
     return 2 - n * torch.softmax(cosines / sigma, 0)
@@ -34,11 +35,11 @@ def dcl(
     over the anchors of ``images`` (default: all 2N): NT-Xent without the positive in the
     denominator. ``weights`` (N,), one per image, scale the positive terms (DCLW); default 1."""
     check_temperature(temperature)
-    z = _anchors(z_a, z_b, 2, "DCL (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    logits = _gram(z_rows, z).div_(temperature)  # (2n, 2N)
+    z = kernels.unit_anchors(z_a, z_b, 2, "DCL (at least one negative per anchor)")
+    z_rows, cols = kernels.anchor_rows(z, images)
+    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
     rows = torch.arange(len(cols), device=z.device)
-    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see functional._rows)
+    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see kernels.anchor_rows)
     positive = logits[rows, positive_cols]  # (2n,)
     if weights is not None:
         positive = positive * weights.to(positive.dtype).repeat(2)[cols]

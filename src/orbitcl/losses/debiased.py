@@ -5,8 +5,9 @@ import math
 import torch
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _gram, _rows, check_temperature
+from orbitcl.losses.functional import check_temperature
 
 
 def check_tau_plus(tau_plus: float) -> None:
@@ -48,11 +49,13 @@ def debiased(
     of ``images`` (default: all 2N), each with the M = 2N - 2 negatives ``k != i, p(i)``."""
     check_temperature(temperature)
     check_tau_plus(tau_plus)
-    z = _anchors(z_a, z_b, 2, "the debiased contrastive loss (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    logits = _gram(z_rows, z).div_(temperature)  # (2n, 2N)
+    z = kernels.unit_anchors(
+        z_a, z_b, 2, "the debiased contrastive loss (at least one negative per anchor)"
+    )
+    z_rows, cols = kernels.anchor_rows(z, images)
+    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
     rows = torch.arange(len(cols), device=z.device)
-    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see functional._rows)
+    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see kernels.anchor_rows)
     positive = logits[rows, positive_cols]  # (2n,), a copy: the fills below do not reach it
     # Neither i nor p(i) is a negative; -inf logits have zero gradient in the logsumexp.
     logits[rows, cols] = -math.inf

@@ -5,10 +5,11 @@ import math
 import torch
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.debiased import check_tau_plus, debiased_info_nce
-from orbitcl.losses.functional import _anchors, _gram, _rows, check_temperature
-from orbitcl.losses.negatives import negative_mask
+from orbitcl.losses.functional import check_temperature
+from orbitcl.losses.kernels.negatives import negative_mask
 
 
 def check_beta(beta: float) -> None:
@@ -30,11 +31,13 @@ def hard_negative(
     check_temperature(temperature)
     check_beta(beta)
     check_tau_plus(tau_plus)
-    z = _anchors(z_a, z_b, 2, "the hard-negative loss (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    logits = _gram(z_rows, z).div_(temperature)  # (2n, 2N): s_ik
+    z = kernels.unit_anchors(
+        z_a, z_b, 2, "the hard-negative loss (at least one negative per anchor)"
+    )
+    z_rows, cols = kernels.anchor_rows(z, images)
+    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N): s_ik
     rows = torch.arange(len(cols), device=z.device)
-    positive = logits[rows, cols.roll(len(cols) // 2)]  # (2n,): s_i+ (see functional._rows)
+    positive = logits[rows, cols.roll(len(cols) // 2)]  # (2n,): s_i+ (see kernels.anchor_rows)
     # -inf off the negatives (zero gradient in the logsumexps), set after scaling: 0 * -inf is NaN.
     not_negative = ~negative_mask(cols, len(z))  # (2n, 2N)
     log_hard = (logits * (1 + beta)).masked_fill_(not_negative, -math.inf).logsumexp(1)  # (2n,)

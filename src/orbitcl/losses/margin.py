@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _rows
-from orbitcl.losses.negatives import negative_mask
+from orbitcl.losses.kernels.negatives import negative_mask
 from orbitcl.losses.triplet import check_margin, squared_distances
 
 
@@ -16,13 +16,15 @@ def margin_contrastive(
     """The margin contrastive loss (``MarginContrastiveLoss``), the mean over the 2n anchors of
     ``images`` (default: all 2N)."""
     check_margin(margin)
-    z = _anchors(z_a, z_b, 2, "the margin contrastive loss (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
+    z = kernels.unit_anchors(
+        z_a, z_b, 2, "the margin contrastive loss (at least one negative per anchor)"
+    )
+    z_rows, cols = kernels.anchor_rows(z, images)
     sq_dist = squared_distances(z_rows, z, cols)  # (2n, 2N): D^2
     rows = torch.arange(len(cols), device=z.device)
     positive = sq_dist[rows, cols.roll(len(cols) // 2)] / 2  # (2n,): D^2 / 2, no sqrt needed
     # D = sqrt(D^2) has no gradient where D = 0 (no direction to push along): the self entries,
-    # and duplicate images. Below `tol`, D^2 is rounding noise (see functional._tension): there
+    # and duplicate images. Below `tol`, D^2 is rounding noise (see kernels.tension_rows): there
     # D is the constant 0, and the sqrt sees 1 instead, so the backward never divides by 0.
     tol = 4 * z.shape[1] ** 0.5 * torch.finfo(z.dtype).eps
     coincide = sq_dist < tol  # (2n, 2N)

@@ -4,8 +4,8 @@ tension on the queued negatives.
 He, Fan, Wu, Xie and Girshick, "Momentum Contrast for Unsupervised Visual Representation
 Learning", CVPR 2020 (MoCo), with the settings of Chen, Fan, Girshick and He, "Improved Baselines
 with Momentum Contrastive Learning", 2020 (MoCo v2: MLP projector, temperature 0.2). The keys
-come from EMA copies of the encoder and projector (``orbitcl.momentum.MomentumEncoder``, built by
-``ContrastiveModule`` for a loss with ``uses_keys``).
+come from EMA copies of the encoder and projector (``orbitcl.training.momentum.MomentumEncoder``),
+which ``orbitcl.training.objectives`` builds for a loss that declares it needs momentum keys.
 
 Conventions: queries ``q`` (N, d) are projector outputs, keys ``k`` (N, d) the momentum
 encoder's embeddings of the other view of the same images (row n of each from image n), the queue
@@ -20,8 +20,10 @@ from functools import reduce
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from orbitcl.losses import kernels
+from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.gather import world_size
 
@@ -54,32 +56,27 @@ def _check_shapes(q: Tensor, k: Tensor, queue: Tensor) -> None:
 def _tension(q: Tensor, k: Tensor, queue: Tensor, gram: Tensor, t_min: float) -> Tensor:
     """T (N, K) from unit queries q, keys k (N, d), queue (K, d) and ``gram = q queue^T``.
 
-    ``T[i, j] = u_i . (n_j - q_i) / ||n_j - q_i||`` with ``u_i = (k_i - q_i) / ||k_i - q_i||``,
-    clamped to ``[t_min, 1]``: ORL's tension (docs/orl.md) with the query as anchor, its key as
-    positive and the queued key n_j as negative. O(NK) elementwise work and one (N, d) x (d, K)
-    matmul beyond the logits'; never an (N, K, d) tensor.
+    ORL's tension (``orbitcl.losses.kernels.tension``) with the query as anchor, its key as
+    positive and the queued key n_j as negative: ``T[i, j] = u_i . (n_j - q_i) / ||n_j - q_i||``,
+    ``u_i = (k_i - q_i) / ||k_i - q_i||``, clamped to ``[t_min, 1]``. O(NK) elementwise work and
+    one (N, d) x (d, K) matmul beyond the logits'; never an (N, K, d) tensor. Fallbacks, as ORL's:
+    where a direction is undefined T is 1 (InfoNCE's logit), for every negative of a query whose
+    key coincides with it (no u_i) and for a queued key equal to the query.
     """
-    # A dot product of d-dim unit vectors is rounded by ~sqrt(d) eps: a squared distance below
-    # `tol` is noise, and so is its direction (as in orbitcl.losses.functional).
-    tol = 4 * q.shape[1] ** 0.5 * torch.finfo(q.dtype).eps
-    # Fallbacks, as ORL's: where a direction is undefined T is 1 (InfoNCE's logit), a constant, so
-    # no gradient flows through the undefined direction. A query whose key coincides with it (no
-    # u_i) keeps all its negatives at full strength rather than silencing them (which would make
-    # collapse a minimum); a queued key equal to the query (no direction to it) too.
-    to_pos = k - q  # (N, d): k_i - q_i, computed directly: from 2 - 2 cos it would cancel
+    to_pos = k - q  # (N, d): computed directly; from 2 - 2 cos it would cancel
     sq_pos = to_pos.square().sum(1)  # (N,)
-    key_coincides = sq_pos < tol  # (N,)
+    key_coincides = sq_pos < kernels.tolerance(q)  # (N,)
     pos_dist = torch.where(key_coincides, 1.0, sq_pos).sqrt()  # (N,), never sqrt(0)
-    # (k_i - q_i) . (n_j - q_i) = (k_i - q_i) . n_j - (k_i - q_i) . q_i; the matmul's backward
-    # needs its inputs, not its output, which may therefore be overwritten.
-    num = _matmul_t(to_pos, queue).sub_((to_pos * q).sum(1, keepdim=True))  # (N, K)
-    # ||n_j - q_i||^2 = ||q_i||^2 + ||n_j||^2 - 2 q_i . n_j; noise becomes 1 *before* the rsqrt
-    # (masking a 0/0 afterwards would still give NaN gradients).
-    sq_dist = (q.square().sum(1, keepdim=True) + queue.square().sum(1)).sub_(gram, alpha=2)
-    coincide = sq_dist < tol  # (N, K)
-    inv_dist = torch.where(coincide, 1.0, sq_dist).rsqrt_()  # (N, K)
-    t = (num * inv_dist / pos_dist[:, None]).clamp(t_min, 1.0)  # (N, K)
-    return t.masked_fill_(coincide | key_coincides[:, None], 1.0)
+    x, _, noise = kernels.raw_tension(
+        gram,
+        _matmul_t(k, queue),  # (N, K): k_i . n_j, the Gram row of the positive
+        (to_pos * q).sum(1),
+        pos_dist,
+        q.square().sum(1),
+        queue.square().sum(1),
+        kernels.tolerance(q),
+    )
+    return kernels.clamped(x, noise | key_coincides[:, None], t_min)
 
 
 def queue_tension(q: Tensor, k: Tensor, queue: Tensor, t_min: float = 1e-6) -> Tensor:
@@ -119,7 +116,7 @@ def moco(
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
-class MoCoLoss(nn.Module):
+class MoCoLoss(Loss):
     """MoCo (He et al., CVPR 2020; v2 settings): InfoNCE against a FIFO queue of momentum keys.
 
     ``forward(z_a, z_b, k_a, k_b)`` takes the projector outputs of two views (N, d) and the
@@ -135,15 +132,16 @@ class MoCoLoss(nn.Module):
     once per training step, after the loss has read the queue: it appends every key that served
     as a positive in that step (all views if ``symmetric``, else views 1, ...), overwriting the
     oldest; under DDP with ``gather_distributed`` it first gathers the keys of all ranks in rank
-    order, so every rank's queue is the same. ``momentum`` is read by ``ContrastiveModule``, which
-    builds the momentum encoder and updates it after every optimiser step.
+    order, so every rank's queue is the same.
 
-    ``uses_keys`` tells ``ContrastiveModule`` to build the momentum encoder and pass the keys.
+    ``needs.momentum_keys`` asks the training step for the keys: ``orbitcl.training.objectives``
+    builds the momentum encoder with this loss's ``momentum``, updates it after every optimiser
+    step and calls ``enqueue``.
     The loss itself needs no gathering: each query's term depends on its own q, k and the shared
     queue, so the mean of the ranks' losses is the global batch's.
     """
 
-    uses_keys = True
+    needs = Needs(momentum_keys=True)
 
     def __init__(
         self,
@@ -156,7 +154,7 @@ class MoCoLoss(nn.Module):
         t_min: float = 1e-6,
         gather_distributed: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(gather_distributed)
         for name, value in (("dim", dim), ("queue_size", queue_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
@@ -169,7 +167,6 @@ class MoCoLoss(nn.Module):
         self.symmetric = symmetric
         self.tension = tension
         self.t_min = t_min
-        self.gather_distributed = gather_distributed
         noise = torch.randn(queue_size, dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("queue", F.normalize(noise, dim=1))  # (K, d)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))  # next row to write

@@ -2,7 +2,7 @@
 
 from torch import Tensor
 
-from orbitcl.losses import functional
+from orbitcl.losses import functional, kernels
 from orbitcl.losses.base import ContrastiveLoss
 
 
@@ -23,7 +23,7 @@ class ORLLoss(ContrastiveLoss):
     ``ContrastiveModule`` switches it on when the world size is > 1.
 
     Conventions, degenerate cases and the controls an ORL result needs: ``docs/orl.md``. Cost
-    (``orbitcl.losses.blocked``): about NT-Xent's matmuls plus fused elementwise work, no
+    (``orbitcl.losses.kernels.blocked``): about NT-Xent's matmuls plus fused elementwise work, no
     (2N, 2N) matrix kept for the backward; from 2N = 4096 its kernels are compiled with
     torch.compile (once per process, eager where that fails; ``ORBITCL_LOSS_KERNELS=eager`` or
     ``compile`` overrides).
@@ -35,15 +35,25 @@ class ORLLoss(ContrastiveLoss):
         t_min: float = 1e-6,
         detach_tension: bool = False,
         gather_distributed: bool = False,
+        backend: str | None = None,
     ) -> None:
         super().__init__(gather_distributed)
         functional.check_temperature(temperature)
         functional.check_t_min(t_min)
+        if backend is not None:
+            kernels.check_backend(backend)
         self.temperature = temperature
         self.t_min = t_min
         self.detach_tension = detach_tension
+        self.backend = backend
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.orl(
-            z_a, z_b, self.temperature, self.t_min, self.detach_tension, images=images
+            z_a,
+            z_b,
+            self.temperature,
+            self.t_min,
+            self.detach_tension,
+            images=images,
+            backend=self.backend,
         )

@@ -12,16 +12,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import (
-    _anchors,
-    _gram,
-    _info_nce,
-    _rows,
-    _tension,
-    check_t_min,
-    check_temperature,
-)
+from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.gather import world_size
 
 
@@ -44,14 +37,16 @@ def orl_mean_tension(
     """
     check_temperature(temperature)
     check_t_min(t_min)
-    z = _anchors(z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    gram = _gram(z_rows, z)  # (2n, 2N)
+    z = kernels.unit_anchors(
+        z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)"
+    )
+    z_rows, cols = kernels.anchor_rows(z, images)
+    gram = kernels.gram_rows(z_rows, z)  # (2n, 2N)
     n = len(cols) // 2
     rows = torch.arange(2 * n, device=z.device)
-    positive_cols = cols.roll(n)  # p(i) of each row (see functional._rows)
+    positive_cols = cols.roll(n)  # p(i) of each row (see kernels.anchor_rows)
     with torch.no_grad():  # c is a constant of the batch
-        t = _tension(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
+        t = kernels.tension_rows(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
         # The sum over the negatives: all entries but the self and positive ones.
         negatives_sum = t.sum() - t[rows, cols].sum() - t[rows, positive_cols].sum()
         count = torch.tensor(2 * n * (len(z) - 2), dtype=t.dtype, device=t.device)
@@ -61,7 +56,7 @@ def orl_mean_tension(
         scale = stats[0] / stats[1]  # c, a 0-dim tensor
     logits = gram * scale  # (2n, 2N)
     logits[rows, positive_cols] = gram[rows, positive_cols]  # the positive's logit is NT-Xent's
-    return _info_nce(logits.div_(temperature), cols)
+    return kernels.info_nce(logits.div_(temperature), cols)
 
 
 def _sum_over_ranks(x: Tensor) -> Tensor:

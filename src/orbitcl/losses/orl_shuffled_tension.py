@@ -9,17 +9,10 @@ negative k gets the factor that belongs to some other negative's direction.
 import torch
 from torch import Tensor
 
+from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import (
-    _anchors,
-    _gram,
-    _info_nce,
-    _rows,
-    _tension,
-    check_t_min,
-    check_temperature,
-)
-from orbitcl.losses.negatives import negative_cols
+from orbitcl.losses.functional import check_t_min, check_temperature
+from orbitcl.losses.kernels.negatives import negative_cols
 
 
 def shuffle_negatives(t: Tensor, cols: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -48,9 +41,11 @@ def shuffled_tension(
     """ORL's tension T (``functional.tension``: rows of ``images``, self entries 0) with each
     row's negative entries shuffled (``shuffle_negatives``); ``T[i, p(i)] = 1``."""
     check_t_min(t_min)
-    z = _anchors(z_a, z_b, 2, "shuffled tension (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    t = shuffle_negatives(_tension(z_rows, z, _gram(z_rows, z), cols, t_min), cols, generator)
+    z = kernels.unit_anchors(z_a, z_b, 2, "shuffled tension (at least one negative per anchor)")
+    z_rows, cols = kernels.anchor_rows(z, images)
+    t = shuffle_negatives(
+        kernels.tension_rows(z_rows, z, kernels.gram_rows(z_rows, z), cols, t_min), cols, generator
+    )
     t[torch.arange(len(cols), device=t.device), cols] = 0.0  # undefined: z_k - z_i = 0
     return t
 
@@ -70,14 +65,16 @@ def orl_shuffled_tension(
     through ``T'`` only without ``detach_tension``."""
     check_temperature(temperature)
     check_t_min(t_min)
-    z = _anchors(z_a, z_b, 2, "ORL's shuffled-tension control (at least one negative per anchor)")
-    z_rows, cols = _rows(z, images)
-    gram = _gram(z_rows, z)  # (2n, 2N)
+    z = kernels.unit_anchors(
+        z_a, z_b, 2, "ORL's shuffled-tension control (at least one negative per anchor)"
+    )
+    z_rows, cols = kernels.anchor_rows(z, images)
+    gram = kernels.gram_rows(z_rows, z)  # (2n, 2N)
     if detach_tension:
-        t = _tension(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
+        t = kernels.tension_rows(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
     else:
-        t = _tension(z_rows, z, gram, cols, t_min)
-    return _info_nce((gram * shuffle_negatives(t, cols, generator)).div_(temperature), cols)
+        t = kernels.tension_rows(z_rows, z, gram, cols, t_min)
+    return kernels.info_nce((gram * shuffle_negatives(t, cols, generator)).div_(temperature), cols)
 
 
 class ORLShuffledTensionLoss(ContrastiveLoss):

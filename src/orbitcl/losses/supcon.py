@@ -3,8 +3,9 @@
 import torch
 from torch import Tensor
 
-from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _gram, _rows, check_temperature
+from orbitcl.losses import kernels
+from orbitcl.losses.base import ContrastiveLoss, Needs
+from orbitcl.losses.functional import check_temperature
 
 
 def supcon(
@@ -14,11 +15,11 @@ def supcon(
     over the anchors of ``images`` (default: all 2N), ``P(i)`` being the other anchors with the
     label of i (its other view among them); ``labels`` (N,) are those of the images."""
     check_temperature(temperature)
-    z = _anchors(z_a, z_b, 1, "SupCon")
+    z = kernels.unit_anchors(z_a, z_b, 1, "SupCon")
     if labels.shape != (len(z_a),):
         raise ValueError(f"labels must have shape (N,) = ({len(z_a)},), got {tuple(labels.shape)}")
-    z_rows, cols = _rows(z, images)
-    logits = _gram(z_rows, z).div_(temperature)  # (2n, 2N)
+    z_rows, cols = kernels.anchor_rows(z, images)
+    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
     rows = torch.arange(len(cols), device=z.device)
     # A(i) leaves out i itself: a -inf logit, which also has zero gradient.
     logits[rows, cols] = float("-inf")
@@ -46,12 +47,12 @@ class SupConLoss(ContrastiveLoss):
     reference code also multiplies the loss by ``tau / base_temperature`` (0.07 by default); this
     is the paper's formula, without that factor.
 
-    ``forward(z_a, z_b, labels)`` (``uses_labels``; ``ContrastiveModule`` passes the batch's
-    labels). Under DDP (``gather_distributed``) the labels are gathered with the views and each
-    rank takes the mean over its own anchors: the mean of the ranks' losses is the global loss.
+    ``forward(z_a, z_b, labels)`` (``needs.labels``: the module passes the batch's labels).
+    Under DDP (``gather_distributed``) the labels are gathered with the views and each rank takes
+    the mean over its own anchors: the mean of the ranks' losses is the global loss.
     """
 
-    uses_labels = True
+    needs = Needs(labels=True)
 
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)

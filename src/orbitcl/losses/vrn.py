@@ -3,8 +3,8 @@
 import torch
 from torch import Tensor
 
-from orbitcl.losses.base import ContrastiveLoss
-from orbitcl.losses.functional import _anchors, _gram, _rows
+from orbitcl.losses import kernels
+from orbitcl.losses.base import ContrastiveLoss, Needs
 
 
 def check_target(target: float) -> None:
@@ -25,10 +25,12 @@ def vrn(z_a: Tensor, z_b: Tensor, target: float, images: slice | None = None) ->
     """``mean_{i != j} (cos(z_a_i, z_b_j) - target)^2`` over the cross-view negative pairs whose
     first image is in ``images`` (default: all N (N - 1) pairs)."""
     check_target(target)
-    z = _anchors(z_a, z_b, 2, "VRN (at least one negative pair)")
-    z_rows, cols = _rows(z, images)
+    z = kernels.unit_anchors(z_a, z_b, 2, "VRN (at least one negative pair)")
+    z_rows, cols = kernels.anchor_rows(z, images)
     n, n_all = len(z_rows) // 2, len(z_a)
-    cos = _gram(z_rows[:n], z[n_all:])  # (n, N): views a of the images against all views b
+    cos = kernels.gram_rows(
+        z_rows[:n], z[n_all:]
+    )  # (n, N): views a of the images against all views b
     negative = torch.ones_like(cos, dtype=torch.bool)
     negative[torch.arange(n, device=z.device), cols[:n]] = False  # (i, i): positive pairs
     return (cos[negative] - target).square().mean()
@@ -53,6 +55,8 @@ class VRNLoss(ContrastiveLoss):
     views a against the gathered views b; every rank has as many pairs, so the mean of the
     ranks' losses is the global loss (the authors' code gathers likewise).
     """
+
+    needs = Needs(train_set_size=True)
 
     def __init__(self, target: float | None = None, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)

@@ -1,0 +1,69 @@
+"""Summarising a sweep, pure: means and confidence intervals over replicate seeds.
+
+No files, no plots: `collect` reads, `render` writes.
+"""
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from orbitcl.callbacks.names import REPORTED
+
+METRICS = REPORTED  # the default columns (orbitcl.callbacks.names)
+X_KEY = "loss.temperature"  # the plots' horizontal axis
+REPLICATE_KEY = "seed"  # the key averaged over: runs that differ only in it are replicates
+LEVEL = 0.95
+
+
+@dataclass
+class Report:
+    keys: list[str]  # the swept keys, in sweep order
+    metrics: list[str]
+    jobs: list[dict]  # one per job: job, *keys, status, *metrics, wall_time_s, error
+    summary: list[dict]  # one per setting of keys other than the replicate key (see summarize)
+    plots: list[Path]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [job for job in self.jobs if job["status"] != "ok"]
+
+
+def mean_ci(values: Sequence[float | None], level: float = LEVEL) -> tuple[float, float, int]:
+    """Mean, half-width of the two-sided `level` confidence interval of the mean, and count of
+    the finite `values`: mean ± t_{(1+level)/2, n-1} s / sqrt(n), with s the sample standard
+    deviation (n - 1 in the denominator) and Student's t quantile (Student 1908). Half-width
+    NaN for n = 1 (one run gives no spread), and all NaN for n = 0."""
+    x = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = math.fsum(x) / n
+    if n == 1:
+        return mean, math.nan, 1
+    s = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / (n - 1))
+    return mean, float(stats.t.ppf((1 + level) / 2, n - 1)) * s / math.sqrt(n), n
+
+
+def summarize(
+    keys: list[str], rows: list[dict], metrics: Sequence[str], replicate: str = REPLICATE_KEY
+) -> list[dict]:
+    """One row per setting of the swept keys other than `replicate`, in sweep order: those
+    values, `jobs` and `ok` (counts), and per metric its mean, `<metric> ci95` (half-width) and
+    `<metric> n` over the jobs that finished (failed jobs are left out)."""
+    setting_keys = [key for key in keys if key != replicate]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:  # JSON text as the group's key: values may be lists
+        groups.setdefault(json.dumps([row[key] for key in setting_keys]), []).append(row)
+    summary = []
+    for members in groups.values():
+        ok = [row for row in members if row["status"] == "ok"]
+        out = {key: members[0][key] for key in setting_keys} | {"jobs": len(members), "ok": len(ok)}
+        for metric in metrics:
+            mean, half, n = mean_ci([row[metric] for row in ok])
+            out |= {metric: mean, f"{metric} ci95": half, f"{metric} n": n}
+        summary.append(out)
+    return summary

@@ -1,0 +1,185 @@
+"""Sweeps, `python -m orbitcl.train -m loss=ntxent,orl loss.temperature=0.1,0.2 seed=0,1`: each
+job records its outcome, a failing job does not stop the others, and the sweep ends with a
+report.
+
+- Each job runs in its own directory (`<sweep dir>/<num>_<overrides>/`) and leaves
+  `result.json` there (`run_job`): status `ok` or `failed`, the error and the exit code a single
+  run would have had (2: bad config or data, 3: non-finite loss, 1: anything else), the swept
+  values, the final value of every logged metric and the wall time. Its W&B run is finished in
+  every case, as failed (exit code != 0) when the job failed.
+- W&B (conf/logger/wandb.yaml): `${sweep:group}` is the sweep's name (its directory's), shared
+  by all its runs; `${sweep:name,DEFAULT}` the job's swept values (`loss=orl,seed=1`), and
+  `${sweep:swept}` the same as a mapping, for the run's config. Outside a sweep they give
+  DEFAULT (None when not given): group null, the usual name.
+- When the sweep ends, `SweepReport` (a Hydra callback, conf/train.yaml) writes the report
+  (orbitcl.report) into the sweep directory, logs it to W&B as tables and images in one more
+  run of the group (job type `sweep-report`), and exits with status 1 if any job failed.
+"""
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import wandb
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from orbitcl.callbacks import names
+from orbitcl.data import DataNotFoundError
+from orbitcl.experiments import report
+from orbitcl.experiments.swept_keys import job_values, label, swept_keys
+from orbitcl.training.config import ConfigError
+from orbitcl.training.nonfinite import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+REPORT_RUN = "sweep-report"  # the W&B job type and name of the run that holds the report
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_dir() -> Path:
+    """This sweep's directory, absolute: a relative `hydra.sweep.dir` is relative to where the
+    command was started (the job may have changed directory)."""
+    hydra = HydraConfig.get()
+    return Path(hydra.runtime.cwd) / hydra.sweep.dir
+
+
+def swept_values() -> dict[str, Any]:
+    """This job's values of the keys the sweep varies, e.g. `{"loss": "orl", "seed": 1}`."""
+    return job_values(HydraConfig.get().overrides.task, swept_keys(sweep_dir()))
+
+
+def _resolve(what: str, default: Any = None) -> Any:
+    if not in_multirun():
+        return default
+    if what == "group":
+        return sweep_dir().name
+    if what == "swept":
+        return swept_values()
+    if what == "name":
+        return label(swept_values()) or default
+    raise ValueError(f"${{sweep:{what}}} is invalid: must be group, name or swept")
+
+
+OmegaConf.register_new_resolver("sweep", _resolve, replace=True)
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit code a single run ends with on `err` (see orbitcl.training.fit.run)."""
+    if isinstance(err, ConfigError | DataNotFoundError):
+        return 2
+    if isinstance(err, NonFiniteLossError):
+        return 3
+    return 130 if isinstance(err, KeyboardInterrupt) else 1
+
+
+def run_job(
+    train: Callable[[DictConfig, Path], dict[str, float]], cfg: DictConfig, run_dir: Path
+) -> float | None:
+    """Runs `train(cfg, run_dir)` as one job of a sweep, and records its outcome in
+    `run_dir/result.json`. Nothing is raised to Hydra, whose sweeper would stop the sweep at the
+    first failed job; Ctrl-C (KeyboardInterrupt) is recorded and does stop it. Returns the
+    final kNN accuracy, None if the job failed."""
+    start = time.perf_counter()
+    hydra = HydraConfig.get()
+    result = {
+        "status": "failed",
+        "error": None,
+        "exit_code": 1,
+        "job_num": hydra.job.num,
+        "swept": swept_values(),
+        "overrides": list(hydra.overrides.task),
+        "metrics": {},
+        "wall_time_s": None,
+    }
+    try:
+        result["metrics"] = train(cfg, run_dir)
+        result.update(status="ok", exit_code=0)
+    except BaseException as err:
+        result.update(error=f"{err.__class__.__name__}: {err}", exit_code=exit_code(err))
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit: stop the sweep
+            result["status"] = "interrupted"
+            raise
+        if result["exit_code"] == 1:  # unexpected: the traceback, to the log and train.log
+            log.exception("job %d failed; the sweep goes on", hydra.job.num)
+        else:
+            print(f"orbitcl: error: {err}", file=sys.stderr)
+    finally:
+        result["wall_time_s"] = time.perf_counter() - start
+        wandb.finish(exit_code=result["exit_code"])  # no-op without a W&B run
+        if rank_zero_only.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(result, indent=2, default=str) + "\n"
+            (run_dir / report.RESULT_FILE).write_text(text)
+    return result["metrics"].get(names.KNN_ACC)
+
+
+class SweepReport(Callback):
+    """Hydra callback: when a sweep ends, writes its report into the sweep directory (and W&B),
+    prints it, and exits with status 1 if any job did not finish."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if rank_zero_only.rank != 0:  # DDP: the other ranks walk the same jobs
+            return
+        directory = Path(config.hydra.sweep.dir)
+        try:
+            result = report.build_report(directory)
+        except Exception:  # Hydra would turn it into a warning and exit 0
+            log.exception("the sweep report could not be written")
+            sys.exit(1)
+        print((directory / "sweep_report.md").read_text())
+        print(f"sweep report: {directory / 'sweep_report.md'} (and .csv, plots)")
+        if OmegaConf.select(config, "logger._target_") == "orbitcl.tracking.loggers.wandb_logger":
+            try:
+                log_to_wandb(result, directory, config.logger)
+            except Exception as err:  # W&B never fails a sweep that trained
+                log.warning("the sweep report was not logged to W&B: %s", err)
+        if result.failed:
+            print(
+                f"orbitcl: {len(result.failed)} of {len(result.jobs)} jobs did not finish: "
+                + ", ".join(job["job"] for job in result.failed),
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
+def log_to_wandb(result: report.Report, directory: Path, logger_cfg: DictConfig) -> None:
+    """Logs the report as W&B tables (`sweep/jobs`, `sweep/summary`) and images in one run of
+    the sweep's group, with files under `<sweep dir>/wandb/`."""
+    from orbitcl.tracking.loggers import wandb_logger
+
+    group = OmegaConf.select(logger_cfg, "group") or directory.name
+    logger = wandb_logger(
+        save_dir=str(directory),
+        project=logger_cfg.project,
+        name=REPORT_RUN,
+        group=group,
+        job_type=REPORT_RUN,
+        entity=OmegaConf.select(logger_cfg, "entity"),
+    )
+    tables = {"sweep/jobs": result.jobs, "sweep/summary": result.summary}
+    logged = {key: _table(rows) for key, rows in tables.items()}
+    logged |= {f"sweep/{p.stem}": wandb.Image(str(p)) for p in result.plots}
+    logger.experiment.log(logged)
+    wandb.finish()
+
+
+def _table(rows: list[dict]) -> wandb.Table:
+    columns = list(rows[0])
+    values = [[_plain(row[c]) for c in columns] for row in rows]
+    return wandb.Table(columns=columns, data=values)
+
+
+def _plain(value: Any) -> Any:
+    """Lists (a swept list value) as text: a table column holds one type."""
+    return json.dumps(value) if isinstance(value, list | dict) else value

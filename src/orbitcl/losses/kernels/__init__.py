@@ -1,0 +1,46 @@
+"""The one fast path of the InfoNCE family: anchors, Gram rows, ORL's tension and the blocked
+NT-Xent/ORL kernels, public under these names for every loss in ``orbitcl.losses``.
+
+- ``anchors``: the unit anchors of two views, the rows a process owns, their Gram rows.
+- ``tension``: ORL's tension, its formula written once (``raw_tension``) and its fallbacks.
+- ``anchor_terms``: the O(Nd) per-anchor terms of the tension, with their backward.
+- ``blocked``: NT-Xent and ORL over blocks of Gram rows with a hand-written backward, whose
+  elementwise work runs in ``eager`` (in place, into ``workspace`` buffers) or ``compiled``
+  (torch.compile) kernels: the ``backend``, an argument of the losses.
+- ``negatives``: which columns are an anchor's negatives.
+"""
+
+from orbitcl.losses.kernels.anchors import (
+    anchor_rows,
+    gram_rows,
+    info_nce,
+    tolerance,
+    unit_anchors,
+)
+from orbitcl.losses.kernels.blocked import (
+    BACKENDS,
+    BlockedInfoNCE,
+    check_backend,
+    default_backend,
+)
+from orbitcl.losses.kernels.negatives import negative_cols, negative_mask
+from orbitcl.losses.kernels.rows import Hyper
+from orbitcl.losses.kernels.tension import clamped, raw_tension, tension_rows
+
+__all__ = [
+    "BACKENDS",
+    "BlockedInfoNCE",
+    "Hyper",
+    "anchor_rows",
+    "check_backend",
+    "clamped",
+    "default_backend",
+    "gram_rows",
+    "info_nce",
+    "negative_cols",
+    "negative_mask",
+    "raw_tension",
+    "tension_rows",
+    "tolerance",
+    "unit_anchors",
+]

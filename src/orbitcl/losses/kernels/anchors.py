@@ -1,0 +1,77 @@
+"""The anchors of a two-view batch, the rows a process owns, and their Gram rows.
+
+Conventions (``docs/orl.md``): ``z_a`` and ``z_b`` are un-normalised ``(N, d)`` projector outputs,
+row n of each from image n. The 2N anchors are ``z = normalize(cat([z_a, z_b]))`` and anchor i's
+positive is ``p(i) = i + N`` for ``i < N``, else ``i - N``.
+
+``images`` (a slice of ``range(N)``, default all) restricts a loss to the 2n anchors of those
+images, ``[z_a[images]; z_b[images]]``, each still contrasted with all 2N columns: the rows R of
+the one-process loss. This is how a DDP rank computes its share of the global loss (see
+``orbitcl.losses.gather``). One process uses R = all rows, through the same code.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def unit_anchors(z_a: Tensor, z_b: Tensor, min_n: int, need: str) -> Tensor:
+    """The (2N, d) unit anchors ``[z_a; z_b]``, upcast to float32 at least.
+
+    ``need`` names the loss for the error raised when N < ``min_n``.
+    """
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise ValueError(
+            f"z_a and z_b must both have shape (N, d), got {tuple(z_a.shape)} and "
+            f"{tuple(z_b.shape)}"
+        )
+    if len(z_a) < min_n:
+        raise ValueError(f"z_a has N={len(z_a)} rows: {need} needs N >= {min_n}")
+    z = torch.cat([z_a, z_b])
+    # In fp16/bf16, 1 - cos near aligned pairs is below the resolution and T is noise.
+    return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+
+
+def anchor_rows(z: Tensor, images: slice | None) -> tuple[Tensor, Tensor]:
+    """The anchors R of ``images``, ``z[R]`` (2n, d), and their columns R (2n,) in the Gram rows.
+
+    R is ordered ``[images of view a; images of view b]``, so that the positive of row j is row
+    ``j + n`` (``j - n``): the Gram rows of the positives are the Gram rows rolled by n. One
+    process (``images=None``) takes all rows, R = ``arange(2N)``, and ``z`` itself (no copy).
+    """
+    n_all = len(z) // 2
+    own = range(n_all)[slice(None) if images is None else images]
+    if own.step != 1 or len(own) == 0:
+        raise ValueError(
+            f"images={images} is invalid: must be a non-empty slice of range({n_all}) with step 1"
+        )
+    first = torch.arange(own.start, own.stop, device=z.device)  # (n,)
+    cols = torch.cat([first, first + n_all])  # (2n,)
+    return (z if images is None else z[cols]), cols
+
+
+def tolerance(z: Tensor) -> float:
+    """Squared distances between unit vectors ``z`` (.., d) below this are rounding noise.
+
+    A dot product of d-dim unit vectors is rounded by ~sqrt(d) eps (measured up to d = 8192,
+    fp32 and fp64), so a squared distance below it is noise, and so is its direction.
+    """
+    return 4 * z.shape[-1] ** 0.5 * torch.finfo(z.dtype).eps
+
+
+def gram_rows(z_rows: Tensor, z: Tensor) -> Tensor:
+    """``z_rows z^T`` (2n, 2N), in the dtype of the anchors.
+
+    Autocast would run the matmul in half precision and undo the upcast of ``unit_anchors``.
+    """
+    with torch.autocast(z.device.type, enabled=False):
+        return z_rows @ z.T
+
+
+def info_nce(logits: Tensor, cols: Tensor) -> Tensor:
+    """Mean over the anchors R (rows of ``logits``, (2n, 2N), at columns ``cols``) of
+    ``-logits[i, p(i)] + logsumexp_{k != i} logits[i, k]``. Overwrites the self entries."""
+    n = len(logits) // 2
+    # k = i is left out of the logsumexp as a -inf logit, which also has zero gradient.
+    logits[torch.arange(2 * n, device=logits.device), cols] = float("-inf")
+    return F.cross_entropy(logits, cols.roll(n))  # target: p(i)'s column

@@ -1,0 +1,105 @@
+"""The elementwise work of one block of Gram rows, in eager PyTorch (see ``blocked``).
+
+Each function takes the block's Gram rows ``gram`` (2b, 2N), a scratch buffer it may overwrite.
+Ops are few, in place or into scratch buffers (``workspace``): on a CPU shared by several
+processes every op over a (2b, 2N) matrix waits at a barrier for all of torch's threads, so the
+op count matters as much as the passes over memory, and a fresh matrix costs page faults.
+Boolean matrices are avoided (the kernels that read them are not vectorised): where T falls back
+to 1 the raw tension is set to 2 by scatter, which clamps to 1 and lies outside the range
+``[t_min, 1]`` through which the clamp passes gradients.
+"""
+
+import torch
+from torch import Tensor
+
+from orbitcl.losses.kernels.rows import BlockRows, Hyper
+from orbitcl.losses.kernels.tension import raw_tension as raw_tension_of_rows
+from orbitcl.losses.kernels.workspace import scratch
+
+
+def raw_tension(gram: Tensor, rows: BlockRows, s: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """The raw tension x (2b, 2N) (``tension.raw_tension``), 2 where T falls back to 1, and
+    ``inv = ||z_k - z_i||^-1``, finite everywhere; both in scratch buffers.
+
+    The fallbacks (``tension``): the self entry, the positive, every entry of a row whose views
+    coincide, and a negative that coincides with its anchor.
+    """
+    b = len(gram) // 2
+    i = torch.arange(2 * b, device=gram.device)
+    x, inv = scratch("x", gram.shape, gram), scratch("inv", gram.shape, gram)
+    # By halves: G[p(i), k] of the first half's rows is the second half (and the other way).
+    for own, pos in ((slice(0, b), slice(b, 2 * b)), (slice(b, 2 * b), slice(0, b))):
+        raw_tension_of_rows(
+            gram[own],
+            gram[pos],
+            rows.a[own],
+            rows.pos_dist[own],
+            rows.s_rows[own],
+            s,
+            tol,
+            out=(x[own], inv[own]),
+        )
+    inv[i, rows.self_cols] = 0.0  # noise, but a fallback anyway: not a duplicate
+    # Duplicate negatives, whose squared distance was clamped to tol (the largest inv): rare,
+    # so found by row first, then by entry in those rows only.
+    largest = torch.tensor(tol, dtype=inv.dtype, device=inv.device).rsqrt()
+    dup_rows = (inv.amax(1) >= largest).nonzero().squeeze(1)
+    if len(dup_rows):
+        r, k = (inv[dup_rows] >= largest).nonzero(as_tuple=True)
+        x[dup_rows[r], k] = 2.0
+    x[i, rows.self_cols] = 2.0  # whatever its rounding
+    x[i, rows.pos_cols] = 2.0
+    if rows.views_coincide.any():
+        x[rows.views_coincide] = 2.0
+    return x, inv
+
+
+def forward_block(gram: Tensor, rows: BlockRows, s: Tensor | None, hyper: Hyper) -> Tensor:
+    """``logsumexp_{k != i} G[i, k] T[i, k] / tau`` of each row (2b,)."""
+    if hyper.tension:
+        x, _ = raw_tension(gram, rows, s, hyper.tol)
+        gram = x.clamp_(hyper.t_min, 1.0).mul_(gram)  # G T
+    gram[torch.arange(len(gram), device=gram.device), rows.self_cols] = float("-inf")
+    top = gram.amax(1, keepdim=True)  # G T of the largest logit
+    # exp((G T - top) / tau), in one op, then its sum.
+    total = torch.add(top / -hyper.temperature, gram, alpha=1 / hyper.temperature, out=gram)
+    return (top.squeeze(1) / hyper.temperature).add_(total.exp_().sum(1).log_())
+
+
+def backward_block(
+    gram: Tensor, rows: BlockRows, s: Tensor | None, lse: Tensor, hyper: Hyper
+) -> tuple[Tensor, ...]:
+    """``dL/dG`` of the block (2b, 2N) and, through T, ``dL/da``, ``dL/dpos_dist``, ``dL/ds`` of
+    the rows (2b,) and ``dL/ds`` of the columns (2N,), all divided by ``dL / (2n tau)``."""
+    b = len(gram) // 2
+    i = torch.arange(2 * b, device=gram.device)
+    if not hyper.tension:
+        p = torch.add(-lse[:, None], gram, alpha=1 / hyper.temperature, out=gram).exp_()
+        p[i, rows.self_cols] = 0.0  # P, the softmax
+        p[i, rows.pos_cols] -= 1.0  # - Y
+        return p, None, None, None, None
+
+    x, inv = raw_tension(gram, rows, s, hyper.tol)
+    t = torch.clamp(x, hyper.t_min, 1.0, out=scratch("t", gram.shape, gram))
+    if hyper.through_t:
+        x = torch.eq(x, t, out=x).mul_(gram)  # G where T is the raw tension, else 0
+    # P, the softmax, into the Gram rows' buffer.
+    p = torch.addcmul(-lse[:, None], gram, t, value=1 / hyper.temperature, out=gram).exp_()
+    p[i, rows.self_cols] = 0.0
+    if not hyper.through_t:
+        d_gram = p.mul_(t)
+        d_gram[i, rows.pos_cols] -= 1.0  # - Y
+        return d_gram, None, None, None, None
+
+    v = x.mul_(p)  # V = P G where T is the raw tension
+    d_pos_dist = torch.einsum("ik,ik->i", v, t).div_(rows.pos_dist).neg_()
+    vi = v.mul_(inv)  # V inv: A = V inv / pos_dist
+    d_a = vi.sum(1).div_(rows.pos_dist).neg_()
+    c = inv.mul_(vi).mul_(t)  # C = V T inv^2
+    d_s_rows, d_s = c.sum(1).mul_(-0.5), c.sum(0).mul_(-0.5)
+    d_gram = c.addcmul_(p, t)  # P T + C
+    d_gram.addcdiv_(vi, rows.pos_dist[:, None], value=-1.0)  # - A
+    d_gram[:b].addcdiv_(vi[b:], rows.pos_dist[b:, None])  # + A[p(i), k]
+    d_gram[b:].addcdiv_(vi[:b], rows.pos_dist[:b, None])
+    d_gram[i, rows.pos_cols] -= 1.0  # - Y
+    return d_gram, d_a, d_pos_dist, d_s_rows, d_s

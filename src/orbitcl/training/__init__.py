@@ -1,0 +1,10 @@
+"""Training: the LightningModule and what one run needs around it.
+
+- ``module``: ``ContrastiveModule``, views -> encoder -> projector -> loss, with a kNN monitor.
+- ``objectives``: how a loss takes part in a step (labels, momentum keys), chosen once.
+- ``momentum``: MoCo's momentum encoder.
+- ``fit``: one run from a composed config (what ``python -m orbitcl.train`` runs).
+- ``config``: building objects from config, with errors that name the field.
+- ``resume``, ``nonfinite``, ``speed``, ``schedules``: exact resumes, non-finite losses, speed
+  switches, learning-rate schedules.
+"""

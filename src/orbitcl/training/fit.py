@@ -1,0 +1,157 @@
+"""One training run from a composed config: what `python -m orbitcl.train` runs.
+
+This file only composes: it builds every component from the Hydra config, checks them before any
+data is read or anything is written, and hands them to Lightning.
+"""
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import lightning as L
+import wandb
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from orbitcl.callbacks import names
+from orbitcl.data import DataNotFoundError
+from orbitcl.experiments.sweep import in_multirun, run_job
+from orbitcl.tracking.last_metrics import LastMetrics
+from orbitcl.training.config import ConfigError, build
+from orbitcl.training.module import ContrastiveModule
+from orbitcl.training.nonfinite import NonFiniteLossError
+from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
+from orbitcl.training.speed import apply_speed_switches
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Fits the model described by `cfg`, writing everything under `run_dir`; returns the final
+    value of every scalar metric logged (`val/knn_acc`: the final kNN accuracy)."""
+    L.seed_everything(cfg.seed, workers=True)
+    # Built first: constructors validate their arguments, so bad values fail in seconds.
+    loss = build("loss", cfg.loss)
+    aux = _auxiliary_terms(cfg.get("aux"))
+    datamodule = build("dataset", cfg.dataset)
+    encoder = build("model.encoder", cfg.model.encoder)
+    projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
+    optimizer = build("optim.optimizer", cfg.optim.optimizer)
+    scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
+    try:
+        module = ContrastiveModule(
+            encoder,
+            projector,
+            loss,
+            optimizer,
+            scheduler,
+            on_nonfinite_loss=cfg.on_nonfinite_loss,
+            aux=aux,
+            **cfg.eval,
+        )
+    except ValueError as err:  # its arguments are top-level keys: the message names them
+        raise ConfigError(str(err)) from err
+    apply_speed_switches(
+        module.encoder,
+        module.projector,
+        channels_last=cfg.model.get("channels_last", False),
+        compile=cfg.model.get("compile", False),
+    )
+    # Missing data fails here, before any log or checkpoint exists. Under torchrun or SLURM every
+    # process runs this file: one per machine checks (and downloads), as Lightning would.
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        datamodule.prepare_data()
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    callbacks.append(ConfigSnapshot(config))
+    resume_from = _resumable_checkpoint(callbacks, config)
+    logger = build("logger", cfg.logger) if cfg.logger else False
+    if logger:
+        logger.log_hyperparams(config)
+    last = LastMetrics()  # whichever logger was chosen, it keeps each metric's final value
+    loggers = [logger, last] if logger else [last]
+    trainer = build("trainer", cfg.trainer, logger=loggers, callbacks=callbacks)
+
+    # weights_only: a checkpoint holds tensors and plain data, and loading it runs no code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if module.last_knn_step != trainer.global_step:  # e.g. max_steps ended mid-epoch
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    accuracy = float(trainer.callback_metrics[names.KNN_ACC])
+    if trainer.is_global_zero:
+        print(
+            f"kNN accuracy ({cfg.eval.knn_k}-NN, {datamodule.__class__.__name__} test split): "
+            f"{accuracy:.4f}"
+        )
+    return last.final(trainer)
+
+
+def _auxiliary_terms(node: DictConfig | None) -> dict:
+    """`{name: (weight, loss)}` from `aux`: one term (`+aux=vrn` gives `{name, weight, loss}`)
+    or a mapping of such terms by name."""
+    if not node:
+        return {}
+    if "loss" in node:
+        node = {node.get("name", "aux"): node}
+    terms = {}
+    for name, term in node.items():
+        if "weight" not in term or "loss" not in term:
+            raise ConfigError(f"aux.{name} is invalid: an auxiliary term needs `weight` and `loss`")
+        field = "aux" if "name" in term else f"aux.{name}"
+        # Checked here, where the field the user typed is known (`aux.weight` for `+aux=vrn`).
+        weight = term.weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+            raise ConfigError(f"{field}.weight={weight!r} is invalid: must be a number >= 0")
+        terms[name] = (weight, build(f"{field}.loss", term.loss))
+    return terms
+
+
+def _resumable_checkpoint(callbacks: list, config: dict) -> Path | None:
+    """The run directory's `last.ckpt`, if there is one and it was written with this config."""
+    checkpointing = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    if not checkpointing or checkpointing[0].dirpath is None:
+        return None
+    last = Path(checkpointing[0].dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        stored = stored_config(last)
+    except Exception as err:  # unreadable: truncated by a crash outside Lightning's saves
+        raise ConfigError(
+            f"{last} cannot be read ({err.__class__.__name__}: {err}); move it away to start "
+            "this run from scratch, or choose another hydra.run.dir"
+        ) from err
+    if stored is not None:
+        check_same_experiment(stored, config, last)
+    log.info("Resuming from %s", last)
+    return last
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """Removes a run directory that holds nothing but Hydra's own bookkeeping."""
+    if run_dir.is_dir() and all(p.name in {".hydra", "train.log"} for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Trains in Hydra's run directory; returns the final kNN accuracy. A single run exits with
+    status 2 on a bad config or missing data, 3 on a non-finite loss; a sweep's job records its
+    outcome in result.json instead (`orbitcl.experiments.sweep.run_job`)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if in_multirun():  # the outcome goes to run_dir/result.json; a failed job ends only itself
+        return run_job(train, cfg, run_dir)
+    try:
+        return train(cfg, run_dir)[names.KNN_ACC]
+    except (ConfigError, DataNotFoundError) as err:
+        _discard_if_empty(run_dir)
+        print(f"orbitcl: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except NonFiniteLossError as err:
+        print(f"orbitcl: error: {err}", file=sys.stderr)
+        sys.exit(3)
+    finally:
+        # Closed even after a crash, and then marked failed in W&B.
+        wandb.finish(exit_code=0 if sys.exc_info()[0] is None else 1)

@@ -1,0 +1,194 @@
+"""The LightningModule: views -> encoder -> projector -> loss, with a kNN monitor."""
+
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from orbitcl.callbacks import names
+from orbitcl.metrics.knn import knn_accuracy, whole_split
+from orbitcl.training.nonfinite import NonFiniteLossError, embedding_report
+from orbitcl.training.objectives import gathering, needs_of, objective_for, pairs_of
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class ContrastiveModule(L.LightningModule):
+    """Trains `encoder` and `projector` with a pairwise contrastive `loss`.
+
+    Every component arrives built (Hydra's `_target_`); the module reads no config. With V > 2
+    views per image the loss is averaged over all V*(V-1)/2 pairs of views. What a loss needs
+    beyond the views (class labels for SupCon, momentum keys for MoCo) it declares
+    (`orbitcl.losses.base.Needs`); `orbitcl.training.objectives` serves it, chosen once here.
+
+    `aux` adds weighted auxiliary terms, `{name: (weight, loss)}`: the objective is
+    `loss + sum(weight * aux_loss)` on every pair of views. `train/loss` logs the objective;
+    with auxiliary terms, `train/main_loss` logs the main loss and `train/aux/<name>` each term,
+    unweighted. A loss that needs the training-set size (VRN) is given the number of training
+    images when training starts.
+
+    `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
+    and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
+    Validation expects two loaders, [bank, queries], and logs the weighted kNN accuracy of the
+    queries against the bank on encoder features.
+
+    Under DDP (world size > 1) the loss gathers the embeddings of all ranks (its
+    `gather_distributed`, switched on in `setup`), so training equals one-process training on the
+    global batch; the kNN runs on the features of all ranks, each sample once.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        knn_k: int = 200,
+        knn_temperature: float = 0.1,
+        on_nonfinite_loss: str = "stop",
+        aux: dict[str, tuple[float, nn.Module]] | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.loss = loss
+        self.objective = objective_for(loss, encoder, projector)
+        aux = aux or {}
+        for name, (weight, _) in aux.items():
+            if not weight >= 0:
+                raise ValueError(f"aux.{name}.weight={weight} is invalid: must be >= 0")
+        self.aux_losses = nn.ModuleDict({name: term for name, (_, term) in aux.items()})
+        self.aux_weights = {name: float(weight) for name, (weight, _) in aux.items()}
+        self.aux_objectives = nn.ModuleDict(
+            {
+                name: objective_for(term, encoder, projector, f"aux.{name}")
+                for name, term in self.aux_losses.items()
+            }
+        )
+        losses = [loss, *self.aux_losses.values()]
+        self._gathering = gathering(losses)  # switched on under DDP (setup)
+        self._sized = [term for term in losses if needs_of(term).train_set_size]
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.knn_k = knn_k
+        self.knn_temperature = knn_temperature
+        if on_nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(
+                f"on_nonfinite_loss={on_nonfinite_loss!r} is invalid: must be 'stop' or 'skip'"
+            )
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.skipped_batches = 0  # batches skipped for a non-finite loss
+        self.last_knn_step: int | None = None  # global step of the latest kNN evaluation
+        self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def setup(self, stage: str) -> None:
+        # Without gathering, each rank would contrast its anchors with its own n images only:
+        # fewer negatives, and not the loss of the global batch.
+        if self.trainer.world_size > 1:
+            for loss in self._gathering:
+                loss.gather_distributed = True
+
+    def on_train_start(self) -> None:
+        # Losses whose default depends on the training set (VRN's target, -1/(k-1)) are told its
+        # size k: the whole split, also under DDP, where the sampler shards it but the dataset is
+        # whole.
+        for loss in self._sized:
+            loss.train_set_size = len(self.trainer.train_dataloader.dataset)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
+        return self.encoder(images)
+
+    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor | list]:
+        """Returns the loss and, for callbacks, the detached projections of each view."""
+        views, labels = batch  # V tensors of (B, C, H, W), (B,)
+        # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
+        zs = self.projector(self.encoder(torch.cat(views))).chunk(len(views))  # V x (B, d)
+        main = self.objective(self.loss, zs, views, labels)  # (P,): one per pair of views
+        aux = {
+            name: self.aux_objectives[name](term, zs, views, labels)
+            for name, term in self.aux_losses.items()
+        }  # each (P,)
+        terms = main + sum(self.aux_weights[name] * values for name, values in aux.items())
+        loss = terms.mean()
+        if not torch.isfinite(loss):
+            return self._non_finite(terms, zs, batch_idx)
+        self.objective.step_succeeded(self.loss)
+        # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
+        self.log(names.TRAIN_LOSS, loss, prog_bar=True, sync_dist=True)
+        if aux:
+            self.log("train/main_loss", main.mean(), sync_dist=True)
+            for name, values in aux.items():
+                self.log(f"train/aux/{name}", values.mean(), sync_dist=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return {"loss": loss, "projections": [z.detach() for z in zs]}
+
+    def _non_finite(self, terms, zs, batch_idx: int) -> None:
+        """Stops before the optimiser step with a diagnosis, or skips the batch (returns None,
+        which makes Lightning skip backward and step) and counts it."""
+        bad = [i for i, term in enumerate(terms) if not torch.isfinite(term)]
+        a, b = pairs_of(len(zs))[bad[0]]
+        where = f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        message = (
+            f"Non-finite loss at {where}: {self.loss.__class__.__name__} on views ({a}, {b}) "
+            f"= {terms[bad[0]].item()}; embeddings: {embedding_report(zs[a], zs[b])}."
+        )
+        if self.on_nonfinite_loss == "stop":
+            raise NonFiniteLossError(
+                message + " The weights were not updated and the last checkpoint is kept. "
+                "Lower the learning rate, or set on_nonfinite_loss=skip to skip such batches."
+            )
+        self.skipped_batches += 1
+        log.warning("%s Skipped (%d so far).", message, self.skipped_batches)
+        self.log("train/skipped_batches", float(self.skipped_batches))
+        return None
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)  # runs training_step, backward and the step
+        self.objective.optimizer_stepped(self.encoder, self.projector)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = {}
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        self._val_outputs.setdefault(dataloader_idx, []).append((self(images), labels))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or len(self._val_outputs) != 2:
+            return
+        bank, bank_labels = self._collected(0)
+        queries, query_labels = self._collected(1)
+        accuracy = knn_accuracy(
+            queries, query_labels, bank, bank_labels, k=self.knn_k, temperature=self.knn_temperature
+        )
+        # Every rank computes it from the same gathered features; sync_dist makes the logged value
+        # identical on all ranks even if their kNN rounds differently.
+        self.log(names.KNN_ACC, accuracy, prog_bar=True, sync_dist=True)
+        self.last_knn_step = self.global_step
+        self._val_outputs = {}
+
+    def _collected(self, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (M, D) and labels (M,) of the whole split of loader `dataloader_idx`."""
+        features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
+        features, labels = torch.cat(features), torch.cat(labels)
+        if self.trainer.world_size == 1:
+            return features, labels
+        loader = self.trainer.val_dataloaders[dataloader_idx]
+        indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
+        return whole_split(features, labels, indices, len(loader.dataset), self.all_gather)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        schedule = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

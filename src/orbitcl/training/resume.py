@@ -1,0 +1,116 @@
+"""What makes a killed run resumable, exactly: each epoch seeded from (seed, epoch), and the
+run's config stored in its checkpoints so that a resume with a different config is refused."""
+
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from orbitcl.training.config import ConfigError
+
+# Config keys that may change when a run is resumed: how long and where it runs, what it logs,
+# how data is read. Everything else (model, loss, optimiser, data and augmentation, seed) must
+# match the checkpoint, or the resumed run would silently be a different experiment.
+MAY_CHANGE_ON_RESUME = (
+    "trainer.",
+    "logger.",
+    "callbacks.",
+    "eval.",
+    "hydra.",
+    "dataset.data_dir",
+    "dataset.download",
+    "dataset.num_workers",
+    "dataset.eval_batch_size",
+    "dataset.pin_memory",
+    "model.channels_last",  # speed switches: the same computation, up to float rounding
+    "model.compile",
+    "loss.backend",  # ORL's elementwise kernels: the same numbers, up to float rounding
+)
+
+
+class EpochSeed(L.Callback):
+    """Seeds Python, NumPy and torch at the start of every training epoch from (seed, epoch,
+    rank).
+
+    The epoch's data order, the seeds of its DataLoader workers and its augmentations are then a
+    function of (seed, epoch, rank) alone, so a run resumed from the checkpoint of epoch e replays
+    epoch e + 1 exactly as an uninterrupted run does. The rank is in the seed so that the ranks
+    of a DDP run draw different augmentations.
+
+    Lightning creates the first epoch's DataLoader iterator (drawing the sampler's and workers'
+    seeds) *before* `on_train_epoch_start`, so a resumed run is seeded earlier, when this
+    callback's state is loaded, and that epoch is not seeded twice.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._rank = 0
+        self._epoch = 0  # the epoch in progress
+        self._seeded_epoch: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._rank = trainer.global_rank  # runs before the checkpoint's state is loaded
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch = trainer.current_epoch
+        if self._seeded_epoch != self._epoch:
+            self._seed_epoch(self._epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        # Checkpoints are written at the end of an epoch: a resume starts the next one.
+        return {"next_epoch": self._epoch + 1}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._seed_epoch(state_dict["next_epoch"])
+
+    def _seed_epoch(self, epoch: int) -> None:
+        # SeedSequence mixes the triple: (seed 0, epoch 1) and (seed 1, epoch 0) differ.
+        entropy = [self.seed, epoch, self._rank]
+        epoch_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        random.seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        torch.manual_seed(epoch_seed)
+        self._seeded_epoch = epoch
+
+
+class ConfigSnapshot(L.Callback):
+    """Stores the run's resolved config in every checkpoint (under `callbacks/ConfigSnapshot`)."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+
+def stored_config(checkpoint_path: Path) -> dict[str, Any] | None:
+    """The config a checkpoint was written with, read without executing code from it."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    return checkpoint.get("callbacks", {}).get(ConfigSnapshot.__qualname__, {}).get("config")
+
+
+def check_same_experiment(stored: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    """Raises ConfigError listing every key that differs and may not change on resume."""
+    old, new = _flatten(stored), _flatten(current)
+    differences = [
+        f"  {key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)
+    ]
+    if differences:
+        raise ConfigError(
+            f"{where} was written by a run with a different config, so it cannot be resumed:\n"
+            + "\n".join(differences)
+            + "\nStart a new run directory (hydra.run.dir=...), or restore these values."
+        )
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {
+            k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()
+        }
+    return {prefix.rstrip("."): tree}

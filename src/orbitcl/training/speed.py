@@ -1,0 +1,32 @@
+"""Speed switches that change no result beyond float rounding: `model.channels_last` and
+`model.compile` (bf16 mixed precision is Lightning's own `trainer.precision=bf16-mixed`).
+
+What each gives, measured, is in the README's "Speed" section.
+"""
+
+import torch
+from torch import nn
+
+
+def apply_speed_switches(
+    encoder: nn.Module, projector: nn.Module, channels_last: bool = False, compile: bool = False
+) -> None:
+    """In place. `channels_last`: the encoder's 4-D weights in NHWC, so its convolutions (and
+    their outputs) run in NHWC, the layout tensor cores want; inputs are converted by the first
+    convolution. `compile`: `torch.compile` the encoder's and the projector's forward (and so
+    their backward); the first step compiles, seconds to minutes.
+
+    The loss is not compiled from here: orbitcl's losses compile their own elementwise kernels
+    (`orbitcl.losses.kernels.blocked`, by problem size, falling back to eager), inside autograd
+    Functions that an outer `torch.compile` cannot trace.
+
+    Applied to the modules as they sit in the `ContrastiveModule`: `nn.Module.compile` keeps
+    their parameter names, so checkpoints load with the switches on or off. (Not before the module
+    is built: a MoCo momentum encoder deep-copies the encoder, and must not share its compiled
+    forward.)
+    """
+    if channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    if compile:
+        encoder.compile()
+        projector.compile()

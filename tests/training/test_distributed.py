@@ -1,0 +1,186 @@
+"""DDP on the CPU: 2 gloo processes, spawned by torch.multiprocessing or by the command line.
+
+The losses with `gather_distributed` must be exact: the mean of the ranks' losses is the
+one-process loss on the concatenated batch, and each rank's gradient divided by the world size
+is its rows of the one-process gradient.
+"""
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from helpers.gloo_ranks import WORLD, global_views, rows, spawn
+from lightning.pytorch.strategies import DDPStrategy
+
+from orbitcl.data import DigitsDataModule
+from orbitcl.losses import NTXentLoss, ORLLoss
+from orbitcl.losses.gather import AllGather
+from orbitcl.metrics.knn import knn_accuracy
+from orbitcl.models import ConvEncoder, MLPProjector
+from orbitcl.training.module import ContrastiveModule
+
+TOLERANCE = 1e-9  # float64, absolute
+LOSSES = {
+    "ntxent": functools.partial(NTXentLoss, temperature=0.2),
+    "orl": functools.partial(ORLLoss, temperature=0.2),
+    "orl_t_min": functools.partial(ORLLoss, temperature=0.5, t_min=0.2),
+    "orl_detached": functools.partial(ORLLoss, temperature=0.2, detach_tension=True),
+}
+
+
+def _rank_losses(rank: int) -> dict:
+    z_a, z_b = (z[rows(rank)].clone().requires_grad_() for z in global_views())
+    out = {}
+    for name, loss_cls in LOSSES.items():
+        loss = loss_cls(gather_distributed=True)(z_a, z_b)
+        out[name] = (loss.detach(), *torch.autograd.grad(loss, (z_a, z_b)))
+    return out
+
+
+def test_losses_across_processes_equal_the_one_process_loss(tmp_path):
+    per_rank = spawn(_rank_losses, tmp_path)
+    z_a, z_b = (z.requires_grad_() for z in global_views())
+    worst = 0.0
+    for name, loss_cls in LOSSES.items():
+        loss = loss_cls()(z_a, z_b)  # one process, the concatenated batch
+        grad_a, grad_b = torch.autograd.grad(loss, (z_a, z_b))
+        mean = torch.stack([out[name][0] for out in per_rank]).mean()
+        diffs = [(mean - loss.detach()).abs()]
+        for rank, out in enumerate(per_rank):
+            diffs.append((out[name][1] / WORLD - grad_a[rows(rank)]).abs().max())
+            diffs.append((out[name][2] / WORLD - grad_b[rows(rank)]).abs().max())
+        diff = float(torch.stack(diffs).max())
+        print(f"{name}: max abs difference {diff:.1e}")
+        assert diff < TOLERANCE, name
+        worst = max(worst, diff)
+    print(f"max abs difference, all losses: {worst:.1e}")
+
+
+def _gather_with_grad(rank: int) -> tuple:
+    x = torch.full((3, 2), float(rank + 1), dtype=torch.float64, requires_grad=True)
+    y = AllGather.apply(x)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(rank), dtype=y.dtype)
+    (y * weights).sum().backward()
+    return y.detach(), x.grad, weights
+
+
+def test_all_gather_sums_the_gradients_of_all_ranks(tmp_path):
+    per_rank = spawn(_gather_with_grad, tmp_path)
+    expected = torch.cat([torch.full((3, 2), float(r + 1), dtype=torch.float64) for r in range(2)])
+    summed = sum(weights for _, _, weights in per_rank)  # d(sum of the ranks' outputs)/dy
+    for rank, (y, grad, _) in enumerate(per_rank):
+        assert torch.equal(y, expected)  # rank order
+        assert torch.equal(grad, summed[3 * rank : 3 * (rank + 1)])
+
+
+def _fit(rank: int, tmp: str) -> dict:
+    """One rank of a 2-process DDP fit, joined as under torchrun: the environment tells Lightning
+    the rank and world size (so it starts no processes), and it uses the existing process group."""
+    os.environ.update(WORLD_SIZE=str(WORLD), NODE_RANK="0", RANK=str(rank), LOCAL_RANK=str(rank))
+    L.seed_everything(0)
+    encoder = ConvEncoder(widths=[8, 16])
+    module = ContrastiveModule(
+        encoder,
+        MLPProjector(encoder.out_dim, hidden_dim=32, out_dim=16),
+        NTXentLoss(0.5),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        knn_k=20,
+    )
+    datamodule = DigitsDataModule(batch_size=64, num_workers=0, eval_batch_size=256)
+    sampled = {}
+
+    class RecordShards(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            loader = trainer.train_dataloader
+            sampled["sampler"] = list(loader.sampler)
+            sampled["batches"] = [list(b) for b in loader.batch_sampler]
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=WORLD,
+        strategy=DDPStrategy(process_group_backend="gloo"),
+        max_epochs=1,
+        limit_train_batches=2,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp,
+        callbacks=[RecordShards()],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    # The kNN of one process on all samples, with this rank's (synchronised) weights.
+    module.eval()
+    with torch.no_grad():
+        bank, queries = (
+            (module(torch.cat([x for x, _ in loader])), torch.cat([y for _, y in loader]))
+            for loader in datamodule.val_dataloader()
+        )
+    return {
+        "gather": module.loss.gather_distributed,
+        "is_global_zero": trainer.is_global_zero,
+        "knn_acc": float(trainer.callback_metrics["val/knn_acc"]),
+        "knn_acc_one_process": knn_accuracy(*queries, *bank, k=20, temperature=0.1),
+        "train_size": len(datamodule.train_dataloader().dataset),
+        **sampled,
+    }
+
+
+def test_ddp_fit_shards_the_data_and_gathers_the_knn(tmp_path):
+    per_rank = spawn(_fit, tmp_path, str(tmp_path))
+    assert [out["is_global_zero"] for out in per_rank] == [True, False]
+    assert all(out["gather"] for out in per_rank)  # switched on by the module
+    # Each sample once per epoch across ranks: the samplers split the train split (padded with
+    # WORLD - 1 repeats at most), and the batches used hold no sample twice.
+    size = per_rank[0]["train_size"]
+    sampled = [i for out in per_rank for i in out["sampler"]]
+    assert set(sampled) == set(range(size)) and len(sampled) - size < WORLD
+    used = [i for out in per_rank for batch in out["batches"] for i in batch]
+    assert len(used) == len(set(used)) == WORLD * (-(-size // WORLD) // 64) * 64
+    # The kNN ran on the features of all ranks, each sample once: identical on every rank, and
+    # equal to one process's kNN on the whole bank and queries.
+    accuracies = {out["knn_acc"] for out in per_rank}
+    assert accuracies == {per_rank[0]["knn_acc_one_process"]}, per_rank
+
+
+def _run_dir_files(run_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
+def test_ddp_cpu_command_line_trains_and_writes_one_checkpoint(tmp_path):
+    """`python -m orbitcl.train trainer=ddp_cpu`: Lightning re-runs the command for rank 1 with the
+    run directory of rank 0 (its Hydra support); only rank zero writes checkpoints and plots."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orbitcl.train", "trainer=ddp_cpu", "trainer.max_steps=2"]
+        + ["logger=csv", "dataset.num_workers=0", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "kNN accuracy" in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # rank 1 wrote into rank 0's dir
+    files = _run_dir_files(run_dir)
+    assert [f for f in files if f.endswith(".ckpt")] == [
+        "checkpoints/epoch000-step000002.ckpt",
+        "checkpoints/last.ckpt",
+    ], files
+    # Rank 1 runs with hydra.output_subdir=null: one .hydra, one metrics.csv.
+    assert [f for f in files if f.startswith(".hydra/")] == [
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+    ]
+    assert files.count("metrics.csv") == 1
+    assert all(f.startswith("plots/") for f in files if f.endswith(".png"))
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 2
