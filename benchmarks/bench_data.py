@@ -1,6 +1,6 @@
 """Data pipeline (issue #7): batched augmentation against the per-sample torchvision pipeline,
 and what augmenting costs a training step, on MNIST and CIFAR-10 (``$ORBITCL_DATA_DIR``, else
-``../shared/data``) with their configs' augmentations (``conf/dataset/*.yaml``).
+``../shared/data``) with their configs' augmentations (``src/orbitcl/conf/dataset/*.yaml``).
 
 1. Augmentation throughput, one CPU thread each: the per-sample pipeline as one DataLoader worker
    runs it (``MultiViewDataset`` items, collated) against ``MultiViewDataModule.batch_views``
@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from timing import median_ratio, report
 from torch.utils.data import default_collate
 
+from orbitcl import CONF_DIR
 from orbitcl.data import MultiViewDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ logging.getLogger("orbitcl.data.sources").setLevel(logging.ERROR)  # the CIFAR-1
 
 
 def compose_config(dataset: str, *overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("train", [f"dataset={dataset}", "dataset.pipeline=batched", *overrides])
 
 

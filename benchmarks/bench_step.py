@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from timing import report
 from torch.utils.data import DataLoader, Dataset
 
+from orbitcl import CONF_DIR
 from orbitcl.training.module import ContrastiveModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # "GPU available: ..."
     warnings.filterwarnings("ignore")  # Lightning's hints (few workers, no validation, ...)
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", [f"dataset={args.dataset}", "dataset.pipeline=batched"])
     datamodule = instantiate(cfg.dataset, batch_size=args.batch_size, num_workers=0)
     datamodule.prepare_data()

@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from timing import median_times
 
+from orbitcl import CONF_DIR
 from orbitcl.training.speed import apply_speed_switches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", [f"dataset={args.dataset}", "dataset.pipeline=batched"])
     datamodule = instantiate(cfg.dataset, num_workers=0)
     datamodule.setup("fit")

@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument(
-        "--preset", default="orl_mnist_fast", help="a conf/experiment preset, or 'none'"
+        "--preset", default="orl_mnist_fast", help="a src/orbitcl/conf/experiment preset, or 'none'"
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, after the defaults")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from orbitcl import CONF_DIR  # noqa: F401 -- re-exported: Hydra's primary config directory
+
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
-CONF_DIR = ROOT / "conf"  # Hydra's primary config directory
 SHARED_DATA = (ROOT / "../shared/data").resolve()  # the offline dataset copies

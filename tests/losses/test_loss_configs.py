@@ -8,7 +8,14 @@ import torch
 import yaml
 from helpers.train_cli import SMOKE, run_module
 
-LOSSES = ["ntxent", "orl", "supcon", "dcl", "dclw", "align_uniform"]  # conf/loss/NAME.yaml
+LOSSES = [
+    "ntxent",
+    "orl",
+    "supcon",
+    "dcl",
+    "dclw",
+    "align_uniform",
+]  # conf/loss/NAME.yaml
 LOSSES += ["orl_detached", "orl_mean_tension", "orl_shuffled_tension"]  # ORL's controls
 LOSSES += ["debiased", "hard_negative", "triplet", "margin"]
 LOSSES += ["moco", "moco_orl"]  # a queue of momentum-encoder keys
