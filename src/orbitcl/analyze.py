@@ -22,6 +22,7 @@ import torch
 
 from orbitcl.evaluate import downstream_accuracy
 from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.experiments.trust import add_allow_target
 from orbitcl.metrics import geometry
 from orbitcl.metrics.orbits import embed, embed_orbits, orbits_of_test_split
 from orbitcl.tracking import plots
@@ -142,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--umap-views", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_allow_target(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        runs = [load_run(path, args.device) for path in args.checkpoints]
+        runs = [load_run(path, args.device, args.allow_target) for path in args.checkpoints]
         rows = analyze(
             runs,
             args.out,

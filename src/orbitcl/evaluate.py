@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.experiments.trust import UntrustedTargetError, add_allow_target
 from orbitcl.metrics.knn import knn_accuracy
 from orbitcl.metrics.probe import linear_probe_accuracy
 
@@ -54,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--knn-k", type=int, default=None, help="default: the run's eval.knn_k")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_allow_target(parser)
     args = parser.parse_args(argv)
 
     results = []
     for path in args.checkpoints:
         try:
-            run = load_run(path, args.device)
-        except FileNotFoundError as err:
+            run = load_run(path, args.device, args.allow_target)
+        except (FileNotFoundError, UntrustedTargetError) as err:
             print(f"orbitcl.evaluate: error: {err}", file=sys.stderr)
             return 2
         accuracy = downstream_accuracy(run, args.knn_k)

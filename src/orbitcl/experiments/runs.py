@@ -5,8 +5,13 @@ A run directory holds `.hydra/config.yaml` (the composed config, as Hydra saved 
 `checkpoints/*.ckpt` (Lightning checkpoints whose `state_dict` keys are `encoder.*`,
 `projector.*` and `loss.*`). The model is rebuilt from the config's `_target_`s, exactly as
 `orbitcl.train` built it, and the weights are loaded into it.
+
+A run directory may come from elsewhere: before anything is built, every target of the nodes
+built here must be on the allow-list of `experiments.trust` (plus what the caller allows), and
+the checkpoint is read with `weights_only=True`, so loading a run runs none of its code.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from orbitcl.data import MultiViewDataModule
+from orbitcl.experiments.trust import check_targets
 from orbitcl.training.config import build
 
 
@@ -53,8 +59,18 @@ def run_name(run_dir: Path, cfg: DictConfig) -> str:
     return loss if temperature is None else f"{loss}-tau{temperature}"
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
-    """Loads the run a checkpoint (or a run directory, for its last.ckpt) belongs to."""
+# The config nodes load_run builds, each checked against the allow-list first.
+BUILT = ("model.encoder", "model.projector", "dataset")
+
+
+def load_run(
+    path: str | Path, device: str | torch.device = "cpu", allow: Iterable[str] = ()
+) -> TrainedRun:
+    """Loads the run a checkpoint (or a run directory, for its last.ckpt) belongs to.
+
+    `allow`: target prefixes to build beyond the allow-list (`experiments.trust`); raises
+    `UntrustedTargetError` (a ValueError) before building anything outside it.
+    """
     checkpoint = checkpoint_path(path)
     run_dir = checkpoint.parent.parent  # <run_dir>/checkpoints/<file>.ckpt
     config_file = run_dir / ".hydra" / "config.yaml"
@@ -64,6 +80,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun
             "orbitcl.train"
         )
     cfg = OmegaConf.load(config_file)
+    for field in BUILT:
+        check_targets(OmegaConf.select(cfg, field), field, str(config_file), allow)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
     datamodule = build("dataset", cfg.dataset)
