@@ -1,0 +1,52 @@
+"""The trainer group takes every Lightning Trainer argument as `trainer.NAME=VALUE`, and a
+mistyped one fails before training, suggesting the closest argument."""
+
+import inspect
+import time
+
+import lightning as L
+import torch
+from helpers.train_cli import run_module
+
+from orbitcl.train import trainer_arguments
+
+BUILT_BY_ORBITCL = {"logger", "callbacks"}  # from their own config groups
+
+
+def test_the_trainer_group_lists_every_trainer_argument():
+    parameters = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    assert trainer_arguments() == parameters - BUILT_BY_ORBITCL
+
+
+def test_trainer_config_composes_with_lightnings_defaults(train_config):
+    cfg = train_config("trainer.limit_train_batches=2", "trainer.gradient_clip_algorithm=norm")
+    assert cfg.trainer.limit_train_batches == 2
+    assert cfg.trainer.gradient_clip_algorithm == "norm"
+    defaults = inspect.signature(L.Trainer.__init__).parameters
+    assert cfg.trainer.overfit_batches == defaults["overfit_batches"].default  # Lightning's own
+
+
+def test_limit_batches_train_without_plus(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_module(
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.max_epochs=1",
+        "+debug=smoke",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2  # two batches of one epoch
+
+
+def test_a_mistyped_trainer_argument_fails_first_and_suggests_the_closest(tmp_path):
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    result = run_module("trainer.limit_train_batchez=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert time.monotonic() - start < 10  # before torch and Lightning are imported
+    assert result.returncode == 2
+    assert "trainer.limit_train_batchez is not a Lightning Trainer argument" in result.stderr
+    assert "did you mean trainer.limit_train_batches?" in result.stderr
+    assert not run_dir.exists()
