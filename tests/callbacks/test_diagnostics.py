@@ -65,6 +65,8 @@ RUNS = {
         *FAST,
     ],
 }
+# The same run logged to TensorBoard: the same scalars, histograms and images.
+RUNS["orl_tensorboard"] = [*RUNS["orl"][:1], "logger=tensorboard", *RUNS["orl"][2:]]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +156,25 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
         "tension_step000003.png",
         "umap_step000003.png",
     ]
+
+
+def test_tensorboard_run_holds_the_metrics_histograms_and_images(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = run("orl_tensorboard")
+    # A directory of event files: the validation after fit (a run ending mid-epoch) writes anew.
+    events = run_dir / "tensorboard"
+    board = EventAccumulator(str(events), size_guidance={"histograms": 0, "images": 0}).Reload()
+    assert set([*TENSION, *VALIDATION, "val/knn_acc"]) <= set(board.Tags()["scalars"])
+    tension = board.Histograms("tension/hist")
+    assert [event.step for event in tension] == [1, 2, 3]
+    assert tension[0].histogram_value.num == 2 * 256 * (2 * 256 - 2)  # every negative
+    assert sum(tension[0].histogram_value.bucket) == 2 * 256 * (2 * 256 - 2)
+    (orbit_hist,) = board.Histograms("orbit/anchor_view_cos_hist")
+    assert sum(orbit_hist.histogram_value.bucket) == 2000
+    for key in ("tension/hist_plot", "orbit/anchor_view_cos_plot", "umap/projector"):
+        (image,) = board.Images(key)
+        assert image.step == 3 and image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n", key
 
 
 def test_evaluate_reports_probe_and_knn_accuracy(run, tmp_path, capsys):

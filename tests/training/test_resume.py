@@ -1,4 +1,5 @@
-"""Kill -9 and resume: the resumed run ends with the weights of an uninterrupted one."""
+"""Kill -9 and resume: the resumed run ends with the weights of an uninterrupted one, and logs
+into the same (offline) W&B run."""
 
 import os
 import signal
@@ -11,7 +12,7 @@ import torch
 # Diagnostics plots are switched off: they do not touch the weights and only cost time here.
 COMMON = [
     "trainer.max_epochs=4",
-    "logger=csv",
+    "logger=wandb",
     "callbacks.umap=null",
     "callbacks.orbit=null",
     "callbacks.tension=null",
@@ -53,6 +54,13 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     result = subprocess.run(command(resumed), env=env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from" in result.stdout + result.stderr
+    assert "Tip:" not in result.stdout + result.stderr  # Lightning's advertisements
+
+    # One W&B run: the killed process and the resumed one wrote under the same run id.
+    run_id = (resumed / "wandb_run_id").read_text().strip()
+    offline_runs = sorted(resumed.glob("wandb/offline-run-*"))
+    assert len(offline_runs) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline_runs)
+    assert (uninterrupted / "wandb_run_id").read_text().strip() != run_id  # another run
 
     step_a, weights_a = weights(uninterrupted)
     step_b, weights_b = weights(resumed)

@@ -1,17 +1,26 @@
 """Weights & Biases logging that never prompts, never hangs and never stops training: it goes
-offline when it must, and the run can be uploaded later with `wandb sync`."""
+offline when it must, and the run can be uploaded later with `wandb sync`. A run directory keeps
+its W&B run id, so that a resumed run logs into the same W&B run. Also: Lightning's promotional
+tips are kept out of the logs."""
 
 import logging
 import netrc
 import os
+import re
+import secrets
 import socket
+import string
 from pathlib import Path
 from urllib.parse import urlparse
 
 import wandb
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
+
+RUN_ID_FILE = "wandb_run_id"  # in the run directory
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what W&B accepts; new ones: 8 of [a-z0-9], as W&B's
 
 
 def wandb_mode() -> tuple[str, str]:
@@ -42,8 +51,11 @@ def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogge
     """A WandbLogger with its files under `save_dir` (the run directory).
 
     The W&B run is started here, not at the first metric, so that a failing start (server error,
-    bad key) falls back to offline before training rather than stopping it.
+    bad key) falls back to offline before training rather than stopping it. Its id is the run
+    directory's (`run_id`) with `resume="allow"`: a killed run that resumes from its last.ckpt
+    continues the same W&B run, online or offline, and its curves stay one line.
     """
+    kwargs = {"id": run_id(Path(save_dir)), "resume": "allow", **kwargs}
     mode, reason = wandb_mode()
     if mode == "online":
         try:
@@ -63,6 +75,36 @@ def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogge
             offline_dir / "offline-run-*",
         )
     return _start(save_dir, project, name, mode, **kwargs)
+
+
+def run_id(run_dir: Path) -> str:
+    """The W&B run id of `run_dir`: the one in its `RUN_ID_FILE`, else a new one written there.
+
+    Only global rank zero writes (the only rank that logs); the file is replaced atomically, so
+    a kill never leaves half an id.
+    """
+    path = run_dir / RUN_ID_FILE
+    if path.is_file():
+        stored = path.read_text().strip()
+        if RUN_ID.fullmatch(stored):
+            return stored
+        log.warning("%s holds no W&B run id (%r): starting a new W&B run", path, stored[:80])
+    new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(new + "\n")
+        os.replace(partial, path)
+    return new
+
+
+def quiet_lightning_tips() -> None:
+    """Keeps Lightning's promotional tips ("💡 Tip: ... try installing ...") out of the logs."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_tips)
+
+
+def _drop_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
 
 
 def _start(save_dir: str, project: str, name: str, mode: str, **kwargs) -> WandbLogger:

@@ -20,6 +20,7 @@ from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
+from orbitcl.tracking.loggers import quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
@@ -69,6 +70,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
     callbacks.append(ConfigSnapshot(config))
     resume_from = _resumable_checkpoint(callbacks, config)
+    quiet_lightning_tips()
     logger = build("logger", cfg.logger) if cfg.logger else False
     if logger:
         logger.log_hyperparams(config)
