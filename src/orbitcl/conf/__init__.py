@@ -1,0 +1,1 @@
+"""Hydra config groups of orbitcl, shipped in the package (`pkg://orbitcl.conf`)."""
