@@ -34,6 +34,7 @@ def test_orl_on_mnist_writes_checkpoint_and_offline_wandb_run(tmp_path):
         "dataset=mnist",
         "trainer.max_steps=20",
         "dataset.num_workers=0",
+        "callbacks.umap=null",  # drawn and tested in tests/callbacks/test_diagnostics.py
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
         env_extra={"WANDB_MODE": None, "WANDB_API_KEY": None, "HOME": str(tmp_path)},

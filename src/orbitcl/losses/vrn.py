@@ -28,9 +28,8 @@ def vrn(z_a: Tensor, z_b: Tensor, target: float, images: slice | None = None) ->
     z = kernels.unit_anchors(z_a, z_b, 2, "VRN (at least one negative pair)")
     z_rows, cols = kernels.anchor_rows(z, images)
     n, n_all = len(z_rows) // 2, len(z_a)
-    cos = kernels.gram_rows(
-        z_rows[:n], z[n_all:]
-    )  # (n, N): views a of the images against all views b
+    # (n, N): views a of the images against all views b
+    cos = kernels.gram_rows(z_rows[:n], z[n_all:])
     negative = torch.ones_like(cos, dtype=torch.bool)
     negative[torch.arange(n, device=z.device), cols[:n]] = False  # (i, i): positive pairs
     return (cos[negative] - target).square().mean()
