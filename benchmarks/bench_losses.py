@@ -30,7 +30,8 @@ TEMPERATURE = 0.5
 TARGETS = {"ntxent": 0.8, "orl": 1.2}  # time / lightly's NTXentLoss
 MEMORY_SIZES = (4096, 8192, 16384)  # 2N
 MEMORY_LOSSES = ("ntxent", "orl", "orl_eager")  # orl: ORL's default kernels
-MEMORY_LOSSES = ("ntxent", "orl", "orl_eager")  # orl: ORL's default kernels
+WEIGHTED_TARGET = 1.5  # weighted InfoNCE losses: time / our NTXentLoss
+CLASSES = 10
 
 
 def views(n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,6 +47,11 @@ def step(loss_fn, z_a, z_b):
         loss_fn(z_a, z_b).backward()
 
     return run
+
+
+def labelled_step(loss_fn, z_a, z_b, labels):
+    """``step`` for a loss that takes the batch's labels; building its weights is timed too."""
+    return step(lambda a, b: loss_fn(a, b, labels), z_a, z_b)
 
 
 def floor(n: int, d: int):
@@ -152,6 +158,40 @@ def measure_memory(d: int) -> None:
         )
 
 
+def time_weighted(n: int, d: int, repeats: int) -> bool:
+    """The weighted InfoNCE losses (``orbitcl.losses.weighted``) against our NT-Xent."""
+    from orbitcl.losses import SoftSupConLoss, SupConLoss, XCLRLoss, YAwareLoss
+
+    z_a, z_b = views(n, d)
+    g = torch.Generator().manual_seed(2)
+    classes = torch.randint(CLASSES, (n,), generator=g)
+    angles = torch.rand(n, generator=g) * 2 * torch.pi
+    continuous = torch.stack([angles.cos(), angles.sin()], 1)  # (N, 2): labels on the circle
+    similarity = torch.rand(CLASSES, CLASSES, generator=g).tolist()
+    fns = {
+        "ntxent": step(NTXentLoss(TEMPERATURE), z_a, z_b),
+        "supcon": labelled_step(SupConLoss(TEMPERATURE), z_a, z_b, classes),
+        "soft_supcon": labelled_step(SoftSupConLoss(TEMPERATURE), z_a, z_b, classes),
+        "y_aware": labelled_step(YAwareLoss(TEMPERATURE), z_a, z_b, continuous),
+        "xclr": labelled_step(XCLRLoss(TEMPERATURE, 0.1, similarity), z_a, z_b, classes),
+    }
+    print(
+        f"weighted InfoNCE, forward + backward (weights built from the labels included), "
+        f"float32, 2N = {2 * n}, d = {d}; median of {repeats} interleaved rounds"
+    )
+    times = median_times(fns, repeats=repeats, warmup=1)
+    holds = [
+        report(
+            f"{name} / our NTXentLoss",
+            times[name] / times["ntxent"],
+            WEIGHTED_TARGET,
+            f"{times[name] * 1e3:.1f} ms vs {times['ntxent'] * 1e3:.1f} ms",
+        )
+        for name in ("supcon", "soft_supcon", "y_aware", "xclr")
+    ]
+    return all(holds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048, help="images per batch (2N anchors)")
@@ -160,6 +200,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     holds = time_losses(args.n, args.d, args.repeats)
+    holds = time_weighted(args.n, args.d, args.repeats) and holds
     if not args.no_memory and sys.platform == "linux":  # ru_maxrss is in KiB on Linux
         measure_memory(args.d)
     print("loss kernels: all targets hold" if holds else "loss kernels: a target DOES NOT HOLD")

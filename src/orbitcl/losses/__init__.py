@@ -11,9 +11,12 @@ from orbitcl.losses.ntxent import NTXentLoss
 from orbitcl.losses.orl import ORLLoss
 from orbitcl.losses.orl_mean_tension import ORLMeanTensionLoss
 from orbitcl.losses.orl_shuffled_tension import ORLShuffledTensionLoss
-from orbitcl.losses.supcon import SupConLoss
+from orbitcl.losses.supcon import SoftSupConLoss, SupConLoss
 from orbitcl.losses.triplet import TripletSemiHardLoss
 from orbitcl.losses.vrn import VRNLoss
+from orbitcl.losses.weighted import weighted_info_nce
+from orbitcl.losses.xclr import XCLRLoss
+from orbitcl.losses.y_aware import YAwareLoss
 
 __all__ = [
     "AlignUniformLoss",
@@ -27,8 +30,12 @@ __all__ = [
     "ORLLoss",
     "ORLMeanTensionLoss",
     "ORLShuffledTensionLoss",
+    "SoftSupConLoss",
     "SupConLoss",
     "TripletSemiHardLoss",
     "VRNLoss",
+    "XCLRLoss",
+    "YAwareLoss",
     "functional",
+    "weighted_info_nce",
 ]

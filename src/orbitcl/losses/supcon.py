@@ -1,11 +1,37 @@
-"""The supervised contrastive loss (SupCon) of Khosla et al. 2020, L_out form, as a module."""
+"""The supervised contrastive loss (SupCon) of Khosla et al. 2020, L_out form, and its soft
+variant, as weightings of the weighted InfoNCE core (``losses.weighted``)."""
 
 import torch
 from torch import Tensor
 
-from orbitcl.losses import kernels
-from orbitcl.losses.base import ContrastiveLoss, Needs
-from orbitcl.losses.functional import check_temperature
+from orbitcl.losses.weighted import (
+    WeightedInfoNCELoss,
+    check_class_labels,
+    normalised_rows,
+    same_label,
+    weighted_info_nce,
+)
+
+
+def supcon_weights(labels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``W_ij = 1[y_j = y_i] / |P(i)|`` over the 2N anchors, ``P(i)`` the same-class anchors other
+    than i (it always holds i's other view); labels (N,) of the images."""
+    return normalised_rows(same_label(labels).to(dtype))
+
+
+def soft_supcon_weights(
+    labels: Tensor, epsilon: float, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """``W_ij`` proportional to 1 for a same-class j, to ``epsilon`` for another class's, rows
+    normalised, ``W_ii = 0`` (geometry.md)."""
+    # epsilon + (1 - epsilon) 1[same]: 1 for a same-class anchor, epsilon for another's
+    affinity = same_label(labels).to(dtype).mul_(1 - epsilon).add_(epsilon)
+    return normalised_rows(affinity)
+
+
+def check_epsilon(epsilon: float) -> None:
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon={epsilon} is invalid: must be in (0, 1)")
 
 
 def supcon(
@@ -14,30 +40,19 @@ def supcon(
     """SupCon, L_out: ``mean_i -1/|P(i)| sum_{p in P(i)} log softmax_{a != i}(sim(i, a) / tau)[p]``
     over the anchors of ``images`` (default: all 2N), ``P(i)`` being the other anchors with the
     label of i (its other view among them); ``labels`` (N,) are those of the images."""
-    check_temperature(temperature)
-    z = kernels.unit_anchors(z_a, z_b, 1, "SupCon")
-    if labels.shape != (len(z_a),):
-        raise ValueError(f"labels must have shape (N,) = ({len(z_a)},), got {tuple(labels.shape)}")
-    z_rows, cols = kernels.anchor_rows(z, images)
-    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
-    rows = torch.arange(len(cols), device=z.device)
-    # A(i) leaves out i itself: a -inf logit, which also has zero gradient.
-    logits[rows, cols] = float("-inf")
-    log_prob = logits - logits.logsumexp(1, keepdim=True)  # (2n, 2N)
-    anchor_labels = labels.repeat(2)  # (2N,): the labels of [z_a; z_b]
-    positive = anchor_labels[cols, None] == anchor_labels  # (2n, 2N)
-    positive[rows, cols] = False
-    # where(), not a product: the self entry is -inf, and -inf * 0 would be NaN.
-    summed = torch.where(positive, log_prob, 0.0).sum(1)  # (2n,)
-    return -(summed / positive.sum(1)).mean()
+    check_class_labels(labels, len(z_a), "SupCon")
+    dtype = torch.promote_types(z_a.dtype, torch.float32)
+    weights = supcon_weights(labels, dtype)
+    return weighted_info_nce(z_a, z_b, weights, temperature, images, validate=False)
 
 
-class SupConLoss(ContrastiveLoss):
+class SupConLoss(WeightedInfoNCELoss):
     """Supervised contrastive loss, L_out (Khosla et al., "Supervised Contrastive Learning",
     NeurIPS 2020, eq. 2), over the 2N views ``z = normalize(cat([z_a, z_b]))``:
 
     ``L = mean_i -1/|P(i)| sum_{p in P(i)} log(exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a /
-    tau))``, ``P(i) = {p != i : y_p = y_i}``, which holds at least i's other view.
+    tau))``, ``P(i) = {p != i : y_p = y_i}``, which holds at least i's other view: the weighted
+    InfoNCE of ``supcon_weights``. With all-distinct labels it is NT-Xent.
 
     It equals pytorch-metric-learning's ``SupConLoss(temperature)`` on ``torch.cat([z_a, z_b])``
     with ``labels.repeat(2)`` (float64, to rounding), with two differences at the edges: pml
@@ -52,12 +67,25 @@ class SupConLoss(ContrastiveLoss):
     the mean over its own anchors: the mean of the ranks' losses is the global loss.
     """
 
-    needs = Needs(labels=True)
-
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
-        super().__init__(gather_distributed)
-        check_temperature(temperature)
-        self.temperature = temperature
+        super().__init__(temperature, gather_distributed)
 
-    def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None, labels: Tensor) -> Tensor:
-        return supcon(z_a, z_b, labels, self.temperature, images)
+    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+        return supcon_weights(labels, dtype)
+
+
+class SoftSupConLoss(WeightedInfoNCELoss):
+    """Soft SupCon (geometry.md): SupCon whose other-class anchors keep a weight ``epsilon`` (in
+    (0, 1), default 0.1) relative to the same-class ones, rows normalised. Its optimum reaches
+    ``P = W``, with an intra- minus inter-class cosine gap of ``-tau ln(epsilon)`` whatever the
+    class sizes, where SupCon's geometry bends with them. As ``epsilon -> 0`` it is SupCon."""
+
+    def __init__(
+        self, temperature: float = 0.1, epsilon: float = 0.1, gather_distributed: bool = False
+    ) -> None:
+        super().__init__(temperature, gather_distributed)
+        check_epsilon(epsilon)
+        self.epsilon = epsilon
+
+    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+        return soft_supcon_weights(labels, self.epsilon, dtype)

@@ -114,13 +114,22 @@ class BlockedInfoNCE(torch.autograd.Function):
     ``z_rows`` (2n, d; ``anchors.anchor_rows``, whose own columns are ``cols``), with
     ``logit = (z_rows z^T) * T / tau`` against all anchors ``z`` (2N, d).
 
+    ``targets`` (2n, 2N), rows summing to 1 and zero at k = i, replace the one-hot positive by
+    weights W (weighted InfoNCE, ``losses.weighted``): ``mean_i [-sum_k W_ik logit[i, k] +
+    logsumexp_{k != i} logit[i, k]]``, whose gradient is ``(P - W) / tau``. No gradient flows
+    into W, and there is no tension with targets.
+
     ``hyper`` (a ``Hyper``): without tension T = 1, NT-Xent; with it, T is ORL's tension clamped
     to ``[t_min, 1]``, with gradients through T if ``through_t``. Everything runs in the dtype of
     z, also under autocast. Not twice differentiable.
     """
 
     @staticmethod
-    def forward(ctx, z_rows: Tensor, z: Tensor, cols: Tensor, hyper: Hyper) -> Tensor:
+    def forward(
+        ctx, z_rows: Tensor, z: Tensor, cols: Tensor, hyper: Hyper, targets: Tensor | None = None
+    ) -> Tensor:
+        if targets is not None and hyper.tension:
+            raise ValueError("weighted targets are defined for NT-Xent-type logits, not ORL's")
         n = len(z_rows) // 2
         kernels = kernels_for(hyper, len(z_rows), len(z))
         blocks = _blocks(n, len(z), z.element_size())
@@ -132,17 +141,21 @@ class BlockedInfoNCE(torch.autograd.Function):
                 rows = BlockRows(*(_block(x, n, lo, hi) for x in per_row))
                 gram = _gram(_block(z_rows, n, lo, hi), z)
                 i = torch.arange(len(gram), device=gram.device)
-                pos_logit.append(gram[i, rows.pos_cols] / hyper.temperature)  # T[i, p(i)] = 1
+                if targets is None:  # T[i, p(i)] = 1
+                    pos_logit.append(gram[i, rows.pos_cols] / hyper.temperature)
+                else:  # sum_k W_ik G_ik / tau
+                    weights = _block(targets, n, lo, hi)
+                    pos_logit.append(torch.linalg.vecdot(weights, gram) / hyper.temperature)
                 lse.append(kernels.forward_block(gram, rows, s, hyper))
             lse, pos_logit = _unblock(lse, blocks), _unblock(pos_logit, blocks)
         ctx.hyper, ctx.terms, ctx.kernels = hyper, terms, kernels
-        ctx.save_for_backward(z_rows, z, cols, lse)
+        ctx.save_for_backward(z_rows, z, cols, lse, targets)
         return (lse - pos_logit).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z_rows, z, cols, lse = ctx.saved_tensors
+        z_rows, z, cols, lse, targets = ctx.saved_tensors
         hyper, terms = ctx.hyper, ctx.terms
         n = len(z_rows) // 2
         blocks = _blocks(n, len(z), z.element_size())
@@ -153,8 +166,9 @@ class BlockedInfoNCE(torch.autograd.Function):
                 rows = BlockRows(*(_block(x, n, lo, hi) for x in per_row))
                 z_block = _block(z_rows, n, lo, hi)  # (2b, d)
                 gram = _gram(z_block, z)  # recomputed, as in the forward
+                weights = {} if targets is None else {"targets": _block(targets, n, lo, hi)}
                 d_gram, *d_terms = ctx.kernels.backward_block(
-                    gram, rows, s, _block(lse, n, lo, hi), hyper
+                    gram, rows, s, _block(lse, n, lo, hi), hyper, **weights
                 )
                 if hyper.through_t:  # dL/d(a, pos_dist, s_rows) (2b, 3) and dL/ds (2N,)
                     d_rows.append(torch.stack(d_terms[:3], 1))
@@ -174,4 +188,4 @@ class BlockedInfoNCE(torch.autograd.Function):
                 grad_rows += d_anchor_rows
                 grad_z += d_anchors
             scale = grad / (2 * n * hyper.temperature)
-            return grad_rows.mul_(scale), grad_z.mul_(scale), None, None
+            return grad_rows.mul_(scale), grad_z.mul_(scale), None, None, None

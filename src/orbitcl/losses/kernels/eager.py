@@ -67,16 +67,25 @@ def forward_block(gram: Tensor, rows: BlockRows, s: Tensor | None, hyper: Hyper)
 
 
 def backward_block(
-    gram: Tensor, rows: BlockRows, s: Tensor | None, lse: Tensor, hyper: Hyper
+    gram: Tensor,
+    rows: BlockRows,
+    s: Tensor | None,
+    lse: Tensor,
+    hyper: Hyper,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """``dL/dG`` of the block (2b, 2N) and, through T, ``dL/da``, ``dL/dpos_dist``, ``dL/ds`` of
-    the rows (2b,) and ``dL/ds`` of the columns (2N,), all divided by ``dL / (2n tau)``."""
+    the rows (2b,) and ``dL/ds`` of the columns (2N,), all divided by ``dL / (2n tau)``.
+    ``targets`` (2b, 2N): weights W in place of the one-hot positive (no tension)."""
     b = len(gram) // 2
     i = torch.arange(2 * b, device=gram.device)
     if not hyper.tension:
         p = torch.add(-lse[:, None], gram, alpha=1 / hyper.temperature, out=gram).exp_()
         p[i, rows.self_cols] = 0.0  # P, the softmax
-        p[i, rows.pos_cols] -= 1.0  # - Y
+        if targets is None:
+            p[i, rows.pos_cols] -= 1.0  # - Y
+        else:
+            p.sub_(targets)  # - W
         return p, None, None, None, None
 
     x, inv = raw_tension(gram, rows, s, hyper.tol)

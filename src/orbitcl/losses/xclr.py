@@ -1,0 +1,79 @@
+"""X-CLR (Sobal et al. 2024): InfoNCE against soft targets from a similarity graph between
+samples, a weighting of the weighted InfoNCE core (``losses.weighted``, geometry.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from orbitcl.losses.weighted import WeightedInfoNCELoss
+
+
+def xclr_weights(
+    labels: Tensor,
+    class_similarity: Tensor,
+    target_temperature: float,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """``W_ij = softmax_{j != i}(S_c[y_i, y_j] / tau_s)`` over the 2N anchors (the self entry
+    masked), ``labels`` (N,) class indices into the C x C ``class_similarity``."""
+    y = labels.repeat(2)
+    scaled = class_similarity.to(labels.device, dtype) / target_temperature  # (C, C)
+    logits = scaled[y][:, y]  # (2N, 2N): S_c[y_i, y_j] / tau_s
+    return logits.fill_diagonal_(float("-inf")).softmax(1)
+
+
+def load_class_similarity(class_similarity) -> Tensor:
+    """A C x C matrix from a nested list or the path of a ``.npy`` file (float64)."""
+    if isinstance(class_similarity, str | Path):
+        path = Path(class_similarity).expanduser()
+        if path.suffix != ".npy" or not path.is_file():
+            raise ValueError(
+                f"class_similarity={class_similarity!r} is invalid: must be a C x C matrix "
+                "(a list of lists) or the path of an existing .npy file"
+            )
+        matrix = torch.from_numpy(np.load(path, allow_pickle=False))
+    else:
+        matrix = torch.as_tensor(class_similarity, dtype=torch.float64)
+    matrix = matrix.to(torch.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not torch.isfinite(matrix).all():
+        raise ValueError(
+            f"class_similarity is invalid: must be a finite C x C matrix, got shape "
+            f"{tuple(matrix.shape)}"
+        )
+    return matrix
+
+
+class XCLRLoss(WeightedInfoNCELoss):
+    """X-CLR: each anchor's targets are the softmax, at ``target_temperature`` tau_s, of its
+    similarity to the other anchors, ``S_ij = S_c[y_i, y_j]`` from a C x C ``class_similarity``
+    (a list of lists or a ``.npy`` path); no gradient flows through the targets. Its optimum Gram
+    matrix is ``(tau / tau_s) S + (1 - tau / tau_s) I`` up to a shift, where that is PSD."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        target_temperature: float = 0.1,
+        class_similarity=None,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__(temperature, gather_distributed)
+        if not target_temperature > 0:
+            raise ValueError(f"target_temperature={target_temperature} is invalid: must be > 0")
+        if class_similarity is None:
+            raise ValueError(
+                "class_similarity=None is invalid: X-CLR needs a C x C class similarity "
+                "(a list of lists or the path of a .npy file)"
+            )
+        self.target_temperature = target_temperature
+        self.register_buffer("class_similarity", load_class_similarity(class_similarity))
+
+    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+        n_classes = len(self.class_similarity)
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
+            raise ValueError(
+                f"labels must lie in [0, {n_classes}) for a {n_classes} x {n_classes} "
+                f"class_similarity, got [{int(labels.min())}, {int(labels.max())}]"
+            )
+        return xclr_weights(labels, self.class_similarity, self.target_temperature, dtype)
