@@ -29,6 +29,7 @@ DEFAULTS = [
     "logger=csv",
     "callbacks.tension=null",  # diagnostics off: this measures training to quality
     "callbacks.orbit=null",
+    "callbacks.class_geometry=null",
     "callbacks.umap=null",
 ]
 

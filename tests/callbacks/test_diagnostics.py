@@ -27,8 +27,10 @@ GEOMETRY = ["alignment", "uniformity"]
 VALIDATION = [f"orbit/{s}{m}" for s in ("", "encoder/") for m in ORBIT] + [
     f"geometry/{s}{m}" for s in ("", "encoder/") for m in GEOMETRY
 ]
+CLASSES = ["classes/simplex_deviation", "classes/within_cos", "classes/between_cos", "classes/gap"]
 FAST = ["dataset.num_workers=0", "trainer.enable_progress_bar=false"]
 NO_DIAGNOSTICS = ["callbacks.tension=null", "callbacks.orbit=null", "callbacks.umap=null"]
+NO_DIAGNOSTICS += ["callbacks.class_geometry=null"]
 
 
 def train(run_dir: Path, *overrides: str) -> None:
@@ -111,7 +113,17 @@ def test_csv_run_logs_every_diagnostic_and_writes_the_plots(run):
         expected = 2 - 2 * last[f"orbit/{space}pairwise_cos"]
         assert last[f"geometry/{space}alignment"] == pytest.approx(expected, abs=1e-4)
         assert -4 * 200 / 199 <= last[f"geometry/{space}uniformity"] <= 0
+    for name in CLASSES:
+        assert len(metric_rows(run_dir, name)) == 2, name  # one per validation
+    last = {name: metric_rows(run_dir, name)[-1][1] for name in CLASSES}
+    assert -1 <= last["classes/between_cos"] < last["classes/within_cos"] <= 1  # trained: apart
+    assert last["classes/gap"] == pytest.approx(
+        last["classes/within_cos"] - last["classes/between_cos"], abs=1e-6
+    )
+    assert 0 <= last["classes/simplex_deviation"] <= 1 + 1 / 9
     assert pngs(run_dir) == [  # callbacks.umap=null: no UMAP
+        "class_geometry_step000005.png",
+        "class_geometry_step000010.png",
         "orbit_cos_step000005.png",
         "orbit_cos_step000010.png",
         "tension_step000005.png",
@@ -137,14 +149,15 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
     run_dir = run("orl")
     rows = history(run_dir)
     logged = {key for row in rows for key in row}
-    assert set(TENSION + VALIDATION) <= logged
+    assert set(TENSION + VALIDATION + CLASSES) <= logged
     tension = [row for row in rows if "tension/hist/_type" in row]
     assert [row["trainer/global_step"] for row in tension] == [1, 2, 3]
     assert all(row["tension/hist/_type"] == "histogram" for row in tension)
     assert sum(tension[0]["tension/hist/values"]) == 2 * 256 * (2 * 256 - 2)  # every negative
     orbit_hist = [row for row in rows if "orbit/anchor_view_cos_hist/_type" in row]
     assert len(orbit_hist) == 1 and sum(orbit_hist[0]["orbit/anchor_view_cos_hist/values"]) == 2000
-    for key in ("tension/hist_plot", "orbit/anchor_view_cos_plot", "umap/projector"):
+    plot_keys = ("tension/hist_plot", "orbit/anchor_view_cos_plot", "umap/projector")
+    for key in (*plot_keys, "classes/prototype_cosines"):
         images = [row for row in rows if f"{key}/_type" in row]
         assert len(images) == 1 and images[0][f"{key}/_type"] == "images/separated", key
         (media,) = images[0][f"{key}/filenames"]
@@ -152,6 +165,7 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
     # The run stopped at step 3, mid-epoch: train.py's extra validation drew the orbit and UMAP
     # plots, and the epoch's end its tension plot.
     assert pngs(run_dir) == [
+        "class_geometry_step000003.png",
         "orbit_cos_step000003.png",
         "tension_step000003.png",
         "umap_step000003.png",
@@ -165,14 +179,15 @@ def test_tensorboard_run_holds_the_metrics_histograms_and_images(run):
     # A directory of event files: the validation after fit (a run ending mid-epoch) writes anew.
     events = run_dir / "tensorboard"
     board = EventAccumulator(str(events), size_guidance={"histograms": 0, "images": 0}).Reload()
-    assert set([*TENSION, *VALIDATION, "val/knn_acc"]) <= set(board.Tags()["scalars"])
+    assert set([*TENSION, *VALIDATION, *CLASSES, "val/knn_acc"]) <= set(board.Tags()["scalars"])
     tension = board.Histograms("tension/hist")
     assert [event.step for event in tension] == [1, 2, 3]
     assert tension[0].histogram_value.num == 2 * 256 * (2 * 256 - 2)  # every negative
     assert sum(tension[0].histogram_value.bucket) == 2 * 256 * (2 * 256 - 2)
     (orbit_hist,) = board.Histograms("orbit/anchor_view_cos_hist")
     assert sum(orbit_hist.histogram_value.bucket) == 2000
-    for key in ("tension/hist_plot", "orbit/anchor_view_cos_plot", "umap/projector"):
+    keys = ("tension/hist_plot", "orbit/anchor_view_cos_plot", "umap/projector")
+    for key in (*keys, "classes/prototype_cosines"):
         (image,) = board.Images(key)
         assert image.step == 3 and image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n", key
 

@@ -97,6 +97,7 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
         "trainer.max_steps=2",  # 8x8 digits: seconds per job
         "callbacks.umap=null",
         "callbacks.orbit=null",
+        "callbacks.class_geometry=null",
         "logger=wandb",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,

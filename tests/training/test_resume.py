@@ -15,6 +15,7 @@ COMMON = [
     "logger=wandb",
     "callbacks.umap=null",
     "callbacks.orbit=null",
+    "callbacks.class_geometry=null",
     "callbacks.tension=null",
 ]
 

@@ -30,6 +30,12 @@ def tension_metric(statistic: str) -> str:
 
 TENSION_MEAN = tension_metric("mean")
 
+
+# ClassGeometry (callbacks.class_geometry): each metric of metrics.class_geometry.
+def class_metric(name: str) -> str:
+    return f"classes/{name}"
+
+
 # The sweep report's default columns: short enough to read; ``--metrics`` chooses others.
 REPORTED = (
     KNN_ACC,

@@ -42,6 +42,22 @@ def tension_histogram(values: Tensor, t_min: float, title: str = "", bins: int =
     return fig
 
 
+def cosine_heatmap(cosines: Tensor, title: str = "") -> Figure:
+    """The C x C matrix of prototype cosines as a heatmap on [-1, 1], each cell annotated."""
+    values = cosines.detach().double().cpu().numpy()
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if len(values) <= 12:  # numbers stay legible
+        for (row, col), value in np.ndenumerate(values):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 def cosine_histograms(series: Mapping[str, Tensor], title: str = "", bins: int = 50) -> Figure:
     """Overlaid histograms of anchor-view cosines, one per model, on shared bins; the mean of
     each is marked with a dashed line."""

@@ -1,0 +1,72 @@
+"""The class geometry of embeddings (geometry.md, "Class geometry of trained embeddings").
+
+On unit embeddings z (M, d) with class labels (M,) of C classes, everything comes from the class
+sums ``S_c = sum_{i in c} z_i`` (C, d), never from an M x M matrix:
+
+- prototypes: the normalised class means; ``M_cc'`` their cosines (C, C);
+- ``simplex_deviation = max_{c != c'} |M_cc' + 1/(C-1)|``: 0 on a regular simplex;
+- ``within_cos``: the mean cosine over same-class pairs i != j (1 at collapse),
+  ``sum_c (||S_c||^2 - n_c) / sum_c n_c (n_c - 1)``;
+- ``between_cos``: the mean over pairs of different classes,
+  ``sum_{c != c'} S_c . S_c' / sum_{c != c'} n_c n_c'``; ``gap = within_cos - between_cos``;
+- ``size_correlation``, given the training class sizes n_c: Spearman's rank correlation, over the
+  pairs c < c', between ``n_c + n_c'`` and ``M_cc'``: the imbalance signature (SupCon's
+  prototypes of large classes are pushed furthest apart: a negative correlation).
+"""
+
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import Tensor
+
+
+def class_sums(z: Tensor, labels: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """``S`` (C, d), the sums of the unit embeddings of each class, and the counts (C,)."""
+    unit = F.normalize(z.double(), dim=1)
+    sums = torch.zeros(n_classes, z.shape[1], dtype=torch.float64).index_add_(0, labels, unit)
+    return sums, torch.bincount(labels, minlength=n_classes).double()
+
+
+def prototype_cosines(z: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """``M`` (C, C): cosines between the normalised class means (classes with no sample: NaN)."""
+    sums, counts = class_sums(z, labels, n_classes)
+    prototypes = F.normalize(sums, dim=1)
+    cosines = prototypes @ prototypes.T
+    empty = counts == 0
+    cosines[empty, :] = float("nan")
+    cosines[:, empty] = float("nan")
+    return cosines
+
+
+def class_geometry(
+    z: Tensor, labels: Tensor, n_classes: int, class_sizes: Tensor | None = None
+) -> dict[str, float]:
+    """The metrics of the module docstring (keys without the ``classes/`` prefix)."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes} is invalid: class geometry needs >= 2 classes")
+    sums, counts = class_sums(z, labels, n_classes)
+    cosines = prototype_cosines(z, labels, n_classes)
+    off = ~torch.eye(n_classes, dtype=torch.bool)
+    within_pairs = (counts * (counts - 1)).sum()
+    total = sums.sum(0)
+    between_pairs = counts.sum() ** 2 - counts.square().sum()
+    metrics = {
+        "simplex_deviation": (cosines[off] + 1 / (n_classes - 1)).abs().nan_to_num(0).max().item(),
+        "within_cos": ((sums.square().sum(1) - counts).sum() / within_pairs).item(),
+        # sum_{c != c'} S_c . S_c' = ||sum_c S_c||^2 - sum_c ||S_c||^2
+        "between_cos": ((total.square().sum() - sums.square().sum()) / between_pairs).item(),
+    }
+    metrics["gap"] = metrics["within_cos"] - metrics["between_cos"]
+    if class_sizes is not None:
+        metrics["size_correlation"] = size_correlation(cosines, class_sizes)
+    return metrics
+
+
+def size_correlation(cosines: Tensor, class_sizes: Tensor) -> float:
+    """Spearman's rank correlation between ``n_c + n_c'`` and ``M_cc'`` over the pairs c < c'."""
+    c = len(cosines)
+    upper = torch.triu_indices(c, c, offset=1)
+    sizes = torch.as_tensor(class_sizes, dtype=torch.float64)
+    pair_sizes = (sizes[upper[0]] + sizes[upper[1]]).numpy()
+    pair_cosines = cosines[upper[0], upper[1]].numpy()
+    return float(stats.spearmanr(pair_sizes, pair_cosines).statistic)
