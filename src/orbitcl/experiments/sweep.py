@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments import report
-from orbitcl.experiments.swept_keys import job_values, label, swept_keys
+from orbitcl.experiments.swept_keys import MULTIRUN_FILE, job_values, label, swept_keys
 from orbitcl.training.config import ConfigError
 from orbitcl.training.nonfinite import NonFiniteLossError
 from orbitcl.training.resume import config_differences
@@ -192,6 +192,15 @@ def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
 class SweepReport(Callback):
     """Hydra callback: when a sweep ends, writes its report into the sweep directory (and W&B),
     prints it, and exits with status 1 if any job did not finish."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Saves the sweep's config as `multirun.yaml`, where the jobs and the report read the
+        swept keys: Hydra's grid sweeper saves it too (the same config), Optuna's does not."""
+        if rank_zero_only.rank != 0:
+            return
+        directory = Path(config.hydra.sweep.dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, directory / MULTIRUN_FILE)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if rank_zero_only.rank != 0:  # DDP: the other ranks walk the same jobs
