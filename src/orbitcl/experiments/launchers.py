@@ -1,6 +1,6 @@
 """The shape of a sweep's SLURM jobs, checked where the sweep is launched (a login node) before
-anything is submitted: Lightning would reject a mismatch too, but only inside the job, after it
-has waited in the queue.
+anything is submitted: a mismatch would otherwise show only inside the job (Lightning refuses
+devices that differ from the tasks per node), after it has waited in the queue.
 
 Under `hydra/launcher=slurm` (hydra-submitit-launcher) a job has `nodes` x `tasks_per_node`
 tasks, one per GPU; each runs the job, and Lightning's SLURM environment makes them the ranks of
