@@ -210,6 +210,14 @@ def test_a_search_names_its_best_trial(tmp_path):
         "optim.optimizer.lr=0.001." in text
     )
     assert "## Mean" not in text  # every trial is its own setting: nothing to average
+    assert "sweep_report_val_knn_acc.png" in [p.name for p in result.plots]
+    fig = report.plot_metric(
+        result.summary, result.keys, "val/knn_acc", "loss.temperature", search=True
+    )
+    (series,) = fig.axes[0].containers  # one series, each trial a point, not joined
+    points = series.lines[0]
+    assert points.get_linestyle() == "None"
+    assert list(points.get_ydata()) == [0.80, 0.91, 0.91]  # by temperature; the failed one left out
     assert "failed: NonFiniteLossError: loss is nan" in text
     # Chosen by the objective even when the report's columns leave it out.
     assert report.build_report(tmp_path, metrics=["train/loss"]).best["job"].startswith("1_")

@@ -53,12 +53,14 @@ def plot_metric(
     xs = sorted({p[0] for points in lines.values() for p in points})
     if xs[0] > 0:  # temperatures: ratios matter, so a log axis, ticked at a grid's values
         ax.set_xscale("log")
-        if not search:
-            ax.set_xticks(xs, [f"{v:g}" for v in xs])
-            ax.minorticks_off()
+        if search:  # a search's values are many and arbitrary: its range and middle
+            xs = sorted({xs[0], math.sqrt(xs[0] * xs[-1]), xs[-1]})
+        ax.set_xticks(xs, [f"{v:.3g}" if search else f"{v:g}" for v in xs])
+        ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     spread = f"mean $\\pm$ {LEVEL:.0%} CI over {replicate}" if replicate in keys else "one run each"
+    spread = "one point per trial" if search else spread
     ax.set_title(f"{metric}: {spread}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
