@@ -4,6 +4,7 @@ report; failed trials recorded as failed, without ending the study."""
 
 import json
 
+import pytest
 import yaml
 from helpers.train_cli import read_csv, run_module
 
@@ -15,11 +16,17 @@ BOUNDS = {
 }
 
 
-def test_optuna_search_names_its_best_trial_and_replays_when_run_again(tmp_path):
+def test_optuna_search_names_its_best_trial(tmp_path):
     sweep_dir = tmp_path / "search"
-    search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.max_steps=3"]
-    search += ["+debug=smoke", f"hydra.sweep.dir={sweep_dir}"]  # digits, diagnostics off
-    result = run_module(*search, cwd=tmp_path)
+    result = run_module(
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_steps=3",
+        "+debug=smoke",  # digits, diagnostics off
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(sweep_dir / "sweep_report.csv")
     assert len(rows) == 3 and {row["status"] for row in rows} == {"ok"}
@@ -39,12 +46,6 @@ def test_optuna_search_names_its_best_trial_and_replays_when_run_again(tmp_path)
     text = (sweep_dir / "sweep_report.md").read_text()
     number = best["job"].split("_")[0]
     assert f"## Best trial\n\nJob {number} (`{best['job']}`): val/knn_acc = " in text
-
-    # Seeded TPE proposes the same trials again, so a rerun finds them all finished.
-    again = run_module(*search, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("finished before with this config: skipped") == 3
-    assert read_csv(sweep_dir / "sweep_report.csv") == rows
 
 
 def test_failed_trials_are_reported_as_failed_not_as_a_crash(tmp_path):
@@ -66,3 +67,27 @@ def test_failed_trials_are_reported_as_failed_not_as_a_crash(tmp_path):
     assert all("loss.temperature=-1 is invalid" in row["error"] for row in rows)
     text = (sweep_dir / "sweep_report.md").read_text()
     assert "## Best trial\n\nNo trial finished: there is no best trial." in text
+
+
+@pytest.mark.slow
+def test_a_search_run_again_skips_its_finished_trials_and_goes_on(tmp_path):
+    """Seeded TPE proposes the same trials when the earlier ones return the same values, so the
+    same command finds them finished, and a larger n_trials extends the search."""
+    sweep_dir = tmp_path / "search"
+    search = ["-m", "hparams_search=optuna", "+debug=smoke", f"hydra.sweep.dir={sweep_dir}"]
+    first = run_module(*search, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = read_csv(sweep_dir / "sweep_report.csv")
+
+    again = run_module(*search, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished before with this config: skipped") == 2
+    assert "kNN accuracy (" not in again.stdout  # nothing trained
+    assert read_csv(sweep_dir / "sweep_report.csv") == rows
+
+    longer = run_module(*search, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert longer.stdout.count("finished before with this config: skipped") == 2
+    assert longer.stdout.count("kNN accuracy (") == 1  # the third trial
+    extended = read_csv(sweep_dir / "sweep_report.csv")
+    assert extended[:2] == rows and len(extended) == 3 and extended[2]["status"] == "ok"
