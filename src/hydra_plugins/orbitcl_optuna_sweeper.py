@@ -14,18 +14,18 @@ plugin installed (`orbitcl[optuna]`) this one defines nothing, rather than faili
 import logging
 from typing import Any
 
-try:
-    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as PluginSweeper
+try:  # the module, not its class: Hydra registers every plugin class a module holds
+    from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
 except ImportError:
-    PluginSweeper = None
+    optuna_sweeper = None
 
 log = logging.getLogger(__name__)
 
 NO_TRIAL_FINISHED = "No trials are completed yet"  # Optuna's study.best_trial, when none finished
 
-if PluginSweeper is not None:
+if optuna_sweeper is not None:
 
-    class OrbitclOptunaSweeper(PluginSweeper):
+    class OrbitclOptunaSweeper(optuna_sweeper.OptunaSweeper):
         def sweep(self, arguments: list[str]) -> Any:
             try:
                 return super().sweep(arguments)
