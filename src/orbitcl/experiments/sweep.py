@@ -17,9 +17,10 @@ report.
   (orbitcl.training.fit). The config is compared with the one `result.json` recorded, as a
   single run's resume compares it with the checkpoint's: Hydra has rewritten the job's
   `.hydra/config.yaml` by the time the job starts.
-- When the sweep ends, `SweepReport` (a Hydra callback, conf/train.yaml) writes the report
-  (orbitcl.report) into the sweep directory, logs it to W&B as tables and images in one more
-  run of the group (job type `sweep-report`), and exits with status 1 if any job failed.
+- `SweepReport` (a Hydra callback, conf/train.yaml) saves the sweep's config (`multirun.yaml`)
+  when it starts, and when it ends writes the report (orbitcl.report) into the sweep directory,
+  logs it to W&B as tables and images in one more run of the group (job type
+  `sweep-report`), and exits with status 1 if any job failed.
 
 All of this happens inside each job and in the process that launched the sweep, so it works
 the same under every Hydra launcher (one process, joblib, submitit locally or on SLURM) and
