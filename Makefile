@@ -9,7 +9,7 @@ ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,slurm,optuna]'
 	touch $@
 
 train: $(VENV)/.installed  ## the main job; extra Hydra overrides go in ARGS="loss=orl ..."

@@ -13,10 +13,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 @pytest.fixture
 def train_config():
-    """Composes conf/train.yaml with overrides, as the command line would."""
+    """Composes conf/train.yaml with overrides, as the command line would; `hydra=True` keeps
+    the `hydra` node (launcher, sweeper)."""
 
-    def _compose(*overrides: str):
+    def _compose(*overrides: str, hydra: bool = False):
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("train", overrides=list(overrides))
+            return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
     return _compose

@@ -23,9 +23,11 @@ KNN = {  # (loss, temperature) -> val/knn_acc of seeds 0, 1, 2 (None: that job f
 }
 
 
-def write_multirun(sweep_dir, task, params=None):
+def write_multirun(sweep_dir, task, params=None, direction=None):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     config = {"hydra": {"sweeper": {"params": params}, "overrides": {"task": task}}, "seed": 0}
+    if direction is not None:  # Optuna's sweeper
+        config["hydra"]["sweeper"]["direction"] = direction
     (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -176,3 +178,61 @@ def test_command_line_rebuilds_the_report(sweep, capsys):
     assert "# Sweep report: 2026-01-01_00-00-00" in capsys.readouterr().out
     assert main([str(sweep / "0_nothing-here")]) == 2
     assert "no jobs" in capsys.readouterr().err
+
+
+def write_search(sweep_dir, accuracies, direction="maximize"):
+    """An Optuna search over the temperature and the learning rate, one trial per accuracy (None:
+    that trial failed)."""
+    params = {
+        "loss.temperature": "interval(0.05, 1.0)",
+        "optim.optimizer.lr": "interval(1e-4, 0.01)",
+    }
+    write_multirun(sweep_dir, ["hparams_search=optuna"], params, direction)
+    for num, accuracy in enumerate(accuracies):
+        swept = {"loss.temperature": 0.1 * (num + 1), "optim.optimizer.lr": 0.001}
+        overrides = [f"{key}={value}" for key, value in swept.items()]
+        ok = accuracy is not None
+        metrics = {"val/knn_acc": accuracy, "train/loss": 5.0 - num} if ok else {}
+        error = None if ok else "NonFiniteLossError: loss is nan"
+        result = {"status": "ok" if ok else "failed", "swept": swept, "metrics": metrics}
+        write_job(sweep_dir, num, overrides, result | {"error": error})
+
+
+def test_a_search_names_its_best_trial(tmp_path):
+    write_search(tmp_path, [0.80, 0.91, None, 0.91])
+    result = report.build_report(tmp_path)
+    assert result.direction == "maximize"
+    assert result.best["job"].startswith("1_")  # the first of the two best, as Optuna's
+    text = (tmp_path / "sweep_report.md").read_text()
+    assert (
+        "## Best trial\n\nJob 1 (`1_loss.temperature=0.2,optim.optimizer.lr=0.001`): "
+        "val/knn_acc = 0.9100, the highest of the trials that finished; loss.temperature=0.2, "
+        "optim.optimizer.lr=0.001." in text
+    )
+    assert "## Mean" not in text  # every trial is its own setting: nothing to average
+    assert "sweep_report_val_knn_acc.png" in [p.name for p in result.plots]
+    fig = report.plot_metric(
+        result.summary, result.keys, "val/knn_acc", "loss.temperature", search=True
+    )
+    (series,) = fig.axes[0].containers  # one series, each trial a point, not joined
+    points = series.lines[0]
+    assert points.get_linestyle() == "None"
+    assert list(points.get_ydata()) == [0.80, 0.91, 0.91]  # by temperature; the failed one left out
+    assert "failed: NonFiniteLossError: loss is nan" in text
+    # Chosen by the objective even when the report's columns leave it out.
+    assert report.build_report(tmp_path, metrics=["train/loss"]).best["job"].startswith("1_")
+    # A search that minimises picks the lowest.
+    assert report.best_job(result.jobs, "minimize")["job"].startswith("0_")
+
+
+def test_a_search_in_which_no_trial_finished_says_so(tmp_path):
+    write_search(tmp_path, [None, None])
+    assert report.build_report(tmp_path).best is None
+    text = (tmp_path / "sweep_report.md").read_text()
+    assert "## Best trial\n\nNo trial finished: there is no best trial." in text
+
+
+def test_a_grid_is_not_a_search(sweep):
+    assert report.search_direction(sweep) is None
+    result = report.build_report(sweep)
+    assert result.best is None and "## Best trial" not in (sweep / "sweep_report.md").read_text()

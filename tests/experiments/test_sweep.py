@@ -2,12 +2,11 @@
 outcome, a failing job does not stop the others, the report lands in the sweep directory, and
 the W&B runs of a sweep share a group."""
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
-from helpers.train_cli import run_module
+from helpers.train_cli import read_csv, run_module
 from helpers.wandb_records import runs as wandb_runs
 
 from orbitcl import report
@@ -22,11 +21,6 @@ FAST = [  # MNIST for a few steps, kNN on 2 batches; the orbit and tension metri
     "callbacks.orbit.n_anchors=20",
     "callbacks.tension.every_n_steps=5",
 ]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def last_logged(metrics_csv: Path, key: str) -> float:

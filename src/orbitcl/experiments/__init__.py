@@ -1,2 +1,3 @@
 """Experiments beyond one run: trained runs loaded back (``runs``), sweeps (``sweep``,
-``swept_keys``) and the sweep report (``report``: collect, summarise, render)."""
+``swept_keys``; ``launchers``: the SLURM jobs' shape, checked before submitting) and the sweep
+report (``report``: collect, summarise, render)."""

@@ -11,9 +11,20 @@ report.
   by all its runs; `${sweep:name,DEFAULT}` the job's swept values (`loss=orl,seed=1`), and
   `${sweep:swept}` the same as a mapping, for the run's config. Outside a sweep they give
   DEFAULT (None when not given): group null, the usual name.
-- When the sweep ends, `SweepReport` (a Hydra callback, conf/train.yaml) writes the report
-  (orbitcl.report) into the sweep directory, logs it to W&B as tables and images in one more
-  run of the group (job type `sweep-report`), and exits with status 1 if any job failed.
+- A sweep resumes: run the same command again with the same `hydra.sweep.dir`, and a job whose
+  `result.json` says `ok` for the same config is skipped (its files are left as they are), while
+  the others run again; an interrupted one resumes from its own `last.ckpt`
+  (orbitcl.training.fit). The config is compared with the one `result.json` recorded, as a
+  single run's resume compares it with the checkpoint's: Hydra has rewritten the job's
+  `.hydra/config.yaml` by the time the job starts.
+- `SweepReport` (a Hydra callback, conf/train.yaml) saves the sweep's config (`multirun.yaml`)
+  when it starts, and when it ends writes the report (orbitcl.report) into the sweep directory,
+  logs it to W&B as tables and images in one more run of the group (job type
+  `sweep-report`), and exits with status 1 if any job failed.
+
+All of this happens inside each job and in the process that launched the sweep, so it works
+the same under every Hydra launcher (one process, joblib, submitit locally or on SLURM) and
+sweeper (the grid, Optuna).
 """
 
 import json
@@ -34,13 +45,25 @@ from omegaconf import DictConfig, OmegaConf
 from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments import report
-from orbitcl.experiments.swept_keys import job_values, label, swept_keys
+from orbitcl.experiments.swept_keys import MULTIRUN_FILE, job_values, label, swept_keys
 from orbitcl.training.config import ConfigError
 from orbitcl.training.nonfinite import NonFiniteLossError
+from orbitcl.training.resume import config_differences
 
 log = logging.getLogger(__name__)
 
 REPORT_RUN = "sweep-report"  # the W&B job type and name of the run that holds the report
+# Keys in which a finished job's recorded config may differ from this run's and the job still
+# counts as done: where the data and the logs are, how the data is read. Any other difference (a
+# longer schedule, a changed default) runs the job again, resuming from its last.ckpt where
+# orbitcl.training.resume allows it and failing with the list of differences where not.
+MAY_DIFFER_WHEN_DONE = (
+    "logger",
+    "dataset.data_dir",
+    "dataset.download",
+    "dataset.num_workers",
+    "dataset.pin_memory",
+)
 
 
 def in_multirun() -> bool:
@@ -88,10 +111,16 @@ def run_job(
 ) -> float | None:
     """Runs `train(cfg, run_dir)` as one job of a sweep, and records its outcome in
     `run_dir/result.json`. Nothing is raised to Hydra, whose sweeper would stop the sweep at the
-    first failed job; Ctrl-C (KeyboardInterrupt) is recorded and does stop it. Returns the
-    final kNN accuracy, None if the job failed."""
+    first failed job; Ctrl-C (KeyboardInterrupt) is recorded and does stop it. A job that
+    finished before with this config is skipped (`finished_result`). Returns the final kNN
+    accuracy (the objective an Optuna sweep maximises), None if the job failed."""
     start = time.perf_counter()
     hydra = HydraConfig.get()
+    done = finished_result(run_dir, cfg)
+    if done is not None:
+        # Printed, not logged: the job's train.log is the finished run's and stays as it was.
+        print(f"job {hydra.job.num} finished before with this config: skipped ({run_dir})")
+        return done["metrics"].get(names.KNN_ACC)
     result = {
         "status": "failed",
         "error": None,
@@ -101,8 +130,10 @@ def run_job(
         "overrides": list(hydra.overrides.task),
         "metrics": {},
         "wall_time_s": None,
+        "config": None,  # resolved; what a rerun of the sweep compares its own with
     }
     try:
+        result["config"] = OmegaConf.to_container(cfg, resolve=True)
         result["metrics"] = train(cfg, run_dir)
         result.update(status="ok", exit_code=0)
     except BaseException as err:
@@ -118,15 +149,59 @@ def run_job(
         result["wall_time_s"] = time.perf_counter() - start
         wandb.finish(exit_code=result["exit_code"])  # no-op without a W&B run
         if rank_zero_only.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(result, indent=2, default=str) + "\n"
-            (run_dir / report.RESULT_FILE).write_text(text)
+            _write_result(run_dir / report.RESULT_FILE, result)
     return result["metrics"].get(names.KNN_ACC)
+
+
+def _write_result(path: Path, result: dict) -> None:
+    """Written whole and renamed into place: a kill mid-write leaves the old file or none, never
+    a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
+def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The job's recorded result if it finished (`ok`) with this config (up to
+    MAY_DIFFER_WHEN_DONE), else None: the job has to run."""
+    path = run_dir / report.RESULT_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):  # no result yet, or an unreadable one: run the job
+        return None
+    if recorded.get("status") != "ok":
+        return None
+    if not recorded.get("config"):
+        log.warning("%s records no config to compare with: the job runs again", path)
+        return None
+    try:  # as result.json stores it: resolved, through JSON
+        config = json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True), default=str))
+    except Exception:  # e.g. an interpolation that fails: the job will fail and say why
+        return None
+    differences = config_differences(recorded["config"], config, MAY_DIFFER_WHEN_DONE, path.name)
+    if differences:
+        log.warning(
+            "%s finished with another config, so the job runs again:\n%s",
+            path,
+            "\n".join(differences),
+        )
+        return None
+    return recorded
 
 
 class SweepReport(Callback):
     """Hydra callback: when a sweep ends, writes its report into the sweep directory (and W&B),
     prints it, and exits with status 1 if any job did not finish."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Saves the sweep's config as `multirun.yaml`, where the jobs and the report read the
+        swept keys: Hydra's grid sweeper saves it too (the same config), Optuna's does not."""
+        if rank_zero_only.rank != 0:
+            return
+        directory = Path(config.hydra.sweep.dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, directory / MULTIRUN_FILE)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if rank_zero_only.rank != 0:  # DDP: the other ranks walk the same jobs

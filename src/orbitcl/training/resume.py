@@ -92,14 +92,22 @@ def stored_config(checkpoint_path: Path) -> dict[str, Any] | None:
     return checkpoint.get("callbacks", {}).get(ConfigSnapshot.__qualname__, {}).get("config")
 
 
+def config_differences(
+    stored: dict[str, Any], current: dict[str, Any], may_change: tuple[str, ...], where: str
+) -> list[str]:
+    """One line per key whose value differs between two resolved configs (nested dicts), except
+    keys starting with one of `may_change`: `  key: OLD in the WHERE, NEW now`."""
+    old, new = _flatten(stored), _flatten(current)
+    return [
+        f"  {key}: {old.get(key, '<absent>')!r} in the {where}, {new.get(key, '<absent>')!r} now"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) and not key.startswith(may_change)
+    ]
+
+
 def check_same_experiment(stored: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Raises ConfigError listing every key that differs and may not change on resume."""
-    old, new = _flatten(stored), _flatten(current)
-    differences = [
-        f"  {key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)
-    ]
+    differences = config_differences(stored, current, MAY_CHANGE_ON_RESUME, "checkpoint")
     if differences:
         raise ConfigError(
             f"{where} was written by a run with a different config, so it cannot be resumed:\n"

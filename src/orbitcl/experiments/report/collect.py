@@ -2,7 +2,8 @@
 
 Every job of a sweep (`python -m orbitcl.train -m ...`) leaves `result.json` in its directory
 (`orbitcl.experiments.sweep.run_job`); a job directory without one belongs to a job that was
-killed or is still running ("missing").
+killed or is still running ("missing"). The sweep's `multirun.yaml` says which keys it varies
+and, for a search (`hparams_search=optuna`), in which direction it optimised.
 """
 
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from orbitcl.experiments.swept_keys import job_values, swept_keys
+from orbitcl.experiments.swept_keys import MULTIRUN_FILE, job_values, swept_keys
 
 RESULT_FILE = "result.json"
 
@@ -41,6 +42,16 @@ def load_jobs(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     for record in jobs:  # e.g. no multirun.yaml: the keys the jobs recorded
         keys += [k for k in record.get("swept", {}) if k not in keys]
     return keys, jobs
+
+
+def search_direction(sweep_dir: Path) -> str | None:
+    """`maximize` or `minimize` for a sweep by a sweeper that optimises what the jobs return
+    (Optuna's `hydra.sweeper.direction`), None for a grid or a multi-objective search."""
+    path = sweep_dir / MULTIRUN_FILE
+    if not path.is_file():
+        return None
+    direction = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.direction")
+    return direction if direction in ("maximize", "minimize") else None
 
 
 def _leading_number(name: str) -> float:

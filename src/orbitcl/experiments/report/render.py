@@ -9,24 +9,32 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from orbitcl.experiments.report.collect import job_rows, load_jobs
+from orbitcl.experiments.report.collect import job_rows, load_jobs, search_direction
 from orbitcl.experiments.report.summary import (
     LEVEL,
     METRICS,
+    OBJECTIVE,
     REPLICATE_KEY,
     X_KEY,
     Report,
+    best_job,
     summarize,
 )
 from orbitcl.tracking import plots
 
 
 def plot_metric(
-    summary: list[dict], keys: list[str], metric: str, x: str, replicate: str = REPLICATE_KEY
+    summary: list[dict],
+    keys: list[str],
+    metric: str,
+    x: str,
+    replicate: str = REPLICATE_KEY,
+    search: bool = False,
 ) -> Figure | None:
     """`metric` against `x`, one line per setting of the other swept keys, error bars the CI;
-    None when there is nothing to draw (`x` not numeric, or no value of the metric)."""
-    line_keys = [key for key in keys if key not in (x, replicate)]
+    for a `search` (every trial its own setting), one unjoined point per trial. None when there
+    is nothing to draw (`x` not numeric, or no value of the metric)."""
+    line_keys = [] if search else [key for key in keys if key not in (x, replicate)]
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for row in summary:
         if not _is_number(row.get(x)) or not math.isfinite(row[metric]):
@@ -37,18 +45,22 @@ def plot_metric(
         return None
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.add_subplot()
+    linestyle = "none" if search else "-"  # a search's trials share no line
     for label, points in lines.items():
         xs, means, halves = zip(*sorted(points), strict=True)
         errors = [h if math.isfinite(h) else 0.0 for h in halves]  # one seed: no bar
-        ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=label)
+        ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, linestyle=linestyle, label=label)
     xs = sorted({p[0] for points in lines.values() for p in points})
-    if xs[0] > 0:  # temperatures: ratios matter, so a log axis, ticked at the swept values
+    if xs[0] > 0:  # temperatures: ratios matter, so a log axis, ticked at a grid's values
         ax.set_xscale("log")
-        ax.set_xticks(xs, [f"{v:g}" for v in xs])
+        if search:  # a search's values are many and arbitrary: its range and middle
+            xs = sorted({xs[0], math.sqrt(xs[0] * xs[-1]), xs[-1]})
+        ax.set_xticks(xs, [f"{v:.3g}" if search else f"{v:g}" for v in xs])
         ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     spread = f"mean $\\pm$ {LEVEL:.0%} CI over {replicate}" if replicate in keys else "one run each"
+    spread = "one point per trial" if search else spread
     ax.set_title(f"{metric}: {spread}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -69,13 +81,19 @@ def build_report(
     keys, jobs = load_jobs(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"no jobs in {sweep_dir}: pass the directory of a sweep (-m)")
+    direction = search_direction(sweep_dir)
+    metrics = list(metrics)
+    if direction and OBJECTIVE not in metrics:  # the column the best trial is chosen by
+        metrics.append(OBJECTIVE)
     rows = job_rows(keys, jobs, metrics)
     summary = summarize(keys, rows, metrics, replicate)
-    report = Report(keys, list(metrics), rows, summary, [])
+    report = Report(keys, metrics, rows, summary, [], direction)
+    if direction:
+        report.best = best_job(rows, direction)
     _write_csv(rows, sweep_dir / "sweep_report.csv")
     if x in keys:
         for metric in metrics:
-            fig = plot_metric(summary, keys, metric, x, replicate)
+            fig = plot_metric(summary, keys, metric, x, replicate, search=direction is not None)
             if fig is not None:
                 name = "sweep_report_" + metric.replace("/", "_") + ".png"
                 report.plots.append(plots.save(fig, sweep_dir / name))
@@ -115,6 +133,8 @@ def markdown(report: Report, title: str, x: str = X_KEY, replicate: str = REPLIC
     done = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
     out = [f"# Sweep report: {title}", ""]
     out += [f"{len(report.jobs)} jobs ({done}); swept: {', '.join(keys) or 'nothing'}.", ""]
+    if report.direction:
+        out += _best_trial(report)
 
     out += ["## Jobs", ""]
     header = ["job", *keys, "status", *metrics, "wall time (s)"]
@@ -130,8 +150,35 @@ def markdown(report: Report, title: str, x: str = X_KEY, replicate: str = REPLIC
         out.append(f"- `{job['job']}` {job['status']}: {error}")
     out += [""] if report.failed else []
 
+    if not report.direction:  # a search's trials are each their own setting: nothing to average
+        out += _summary_section(report, replicate)
+    if report.plots:
+        out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in report.plots] + [""]
+    elif x not in keys:
+        out += [f"No plots: `{x}` was not swept.", ""]
+    return "\n".join(out)
+
+
+def _best_trial(report: Report) -> list[str]:
+    """The section of a search (Optuna): which job is the best trial, and its values."""
+    out = ["## Best trial", ""]
+    if report.best is None:
+        return out + ["No trial finished: there is no best trial.", ""]
+    best = report.best
+    values = ", ".join(f"{key}={_cell(best[key], 'g')}" for key in report.keys)
+    extreme = "highest" if report.direction == "maximize" else "lowest"
+    return out + [
+        f"Job {best['job'].split('_', 1)[0]} (`{best['job']}`): {OBJECTIVE} = "
+        f"{_cell(best[OBJECTIVE])}, the {extreme} of the trials that finished; {values}.",
+        "",
+    ]
+
+
+def _summary_section(report: Report, replicate: str) -> list[str]:
+    """The mean ± CI over `replicate` of each setting of the other swept keys."""
+    keys, metrics = report.keys, report.metrics
     setting_keys = [k for k in keys if k != replicate]
-    out += [f"## Mean ± {LEVEL:.0%} CI over {replicate}", ""]
+    out = [f"## Mean ± {LEVEL:.0%} CI over {replicate}", ""]
     if replicate not in keys:
         out += [f"`{replicate}` was not swept: one job per setting, no intervals.", ""]
     header = [*setting_keys, "ok / jobs", *metrics]
@@ -152,8 +199,4 @@ def markdown(report: Report, title: str, x: str = X_KEY, replicate: str = REPLIC
         "at their last logging step.",
         "",
     ]
-    if report.plots:
-        out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in report.plots] + [""]
-    elif x not in keys:
-        out += [f"No plots: `{x}` was not swept.", ""]
-    return "\n".join(out)
+    return out

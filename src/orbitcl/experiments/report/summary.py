@@ -11,9 +11,10 @@ from pathlib import Path
 
 from scipy import stats
 
-from orbitcl.callbacks.names import REPORTED
+from orbitcl.callbacks.names import KNN_ACC, REPORTED
 
 METRICS = REPORTED  # the default columns (orbitcl.callbacks.names)
+OBJECTIVE = KNN_ACC  # what each job returns to the sweeper (run_job): what a search optimises
 X_KEY = "loss.temperature"  # the plots' horizontal axis
 REPLICATE_KEY = "seed"  # the key averaged over: runs that differ only in it are replicates
 LEVEL = 0.95
@@ -26,6 +27,8 @@ class Report:
     jobs: list[dict]  # one per job: job, *keys, status, *metrics, wall_time_s, error
     summary: list[dict]  # one per setting of keys other than the replicate key (see summarize)
     plots: list[Path]
+    direction: str | None = None  # a search's (maximize, minimize); None for a grid
+    best: dict | None = None  # a search's best job (best_job), None if none finished
 
     @property
     def failed(self) -> list[dict]:
@@ -67,3 +70,17 @@ def summarize(
             out |= {metric: mean, f"{metric} ci95": half, f"{metric} n": n}
         summary.append(out)
     return summary
+
+
+def best_job(rows: list[dict], direction: str, metric: str = OBJECTIVE) -> dict | None:
+    """The finished job with the highest (`maximize`) or lowest (`minimize`) `metric`, the first
+    in job order on a tie, as Optuna picks its best trial; None if no job finished with one."""
+    scored = [
+        row
+        for row in rows
+        if row["status"] == "ok" and row.get(metric) is not None and math.isfinite(row[metric])
+    ]
+    if not scored:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(scored, key=lambda row: row[metric])
