@@ -12,6 +12,7 @@ to 1 the raw tension is set to 2 by scatter, which clamps to 1 and lies outside 
 import torch
 from torch import Tensor
 
+from orbitcl.losses.kernels.negatives import leave_out_
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
 from orbitcl.losses.kernels.tension import raw_tension as raw_tension_of_rows
 from orbitcl.losses.kernels.workspace import scratch
@@ -59,7 +60,7 @@ def forward_block(gram: Tensor, rows: BlockRows, s: Tensor | None, hyper: Hyper)
     if hyper.tension:
         x, _ = raw_tension(gram, rows, s, hyper.tol)
         gram = x.clamp_(hyper.t_min, 1.0).mul_(gram)  # G T
-    gram[torch.arange(len(gram), device=gram.device), rows.self_cols] = float("-inf")
+    leave_out_(gram, rows.self_cols, rows.pos_cols, hyper.negatives, float("-inf"))
     top = gram.amax(1, keepdim=True)  # G T of the largest logit
     # exp((G T - top) / tau), in one op, then its sum.
     total = torch.add(top / -hyper.temperature, gram, alpha=1 / hyper.temperature, out=gram)
@@ -75,7 +76,7 @@ def backward_block(
     i = torch.arange(2 * b, device=gram.device)
     if not hyper.tension:
         p = torch.add(-lse[:, None], gram, alpha=1 / hyper.temperature, out=gram).exp_()
-        p[i, rows.self_cols] = 0.0  # P, the softmax
+        leave_out_(p, rows.self_cols, rows.pos_cols, hyper.negatives, 0.0)  # P, the softmax
         p[i, rows.pos_cols] -= 1.0  # - Y
         return p, None, None, None, None
 
@@ -85,7 +86,8 @@ def backward_block(
         x = torch.eq(x, t, out=x).mul_(gram)  # G where T is the raw tension, else 0
     # P, the softmax, into the Gram rows' buffer.
     p = torch.addcmul(-lse[:, None], gram, t, value=1 / hyper.temperature, out=gram).exp_()
-    p[i, rows.self_cols] = 0.0
+    # 0 outside the softmax: V, A and C vanish there too, so T there has no gradient.
+    leave_out_(p, rows.self_cols, rows.pos_cols, hyper.negatives, 0.0)
     if not hyper.through_t:
         d_gram = p.mul_(t)
         d_gram[i, rows.pos_cols] -= 1.0  # - Y
