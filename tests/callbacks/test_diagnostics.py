@@ -28,7 +28,12 @@ VALIDATION = [f"orbit/{s}{m}" for s in ("", "encoder/") for m in ORBIT] + [
     f"geometry/{s}{m}" for s in ("", "encoder/") for m in GEOMETRY
 ]
 FAST = ["dataset.num_workers=0", "trainer.enable_progress_bar=false"]
-NO_DIAGNOSTICS = ["callbacks.tension=null", "callbacks.orbit=null", "callbacks.umap=null"]
+NO_DIAGNOSTICS = [
+    "callbacks.tension=null",
+    "callbacks.orbit=null",
+    "callbacks.umap=null",
+    "callbacks.similarity=null",
+]
 
 
 def train(run_dir: Path, *overrides: str) -> None:
@@ -114,6 +119,8 @@ def test_csv_run_logs_every_diagnostic_and_writes_the_plots(run):
     assert pngs(run_dir) == [  # callbacks.umap=null: no UMAP
         "orbit_cos_step000005.png",
         "orbit_cos_step000010.png",
+        "similarity_step000005.png",  # callbacks.similarity (tests/callbacks/test_similarity.py)
+        "similarity_step000010.png",
         "tension_step000005.png",
         "tension_step000010.png",
     ]
@@ -125,6 +132,7 @@ def test_diagnostics_switch_off_and_never_change_training(run):
     assert not (off / "plots").exists()
     header = (off / "metrics.csv").read_text().splitlines()[0]
     assert "val/knn_acc" in header and "tension" not in header and "orbit" not in header
+    assert "similarity" not in header
     weights = [
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         for run_dir in (on, off)
@@ -153,6 +161,7 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
     # plots, and the epoch's end its tension plot.
     assert pngs(run_dir) == [
         "orbit_cos_step000003.png",
+        "similarity_step000003.png",
         "tension_step000003.png",
         "umap_step000003.png",
     ]

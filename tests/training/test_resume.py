@@ -16,6 +16,7 @@ COMMON = [
     "callbacks.umap=null",
     "callbacks.orbit=null",
     "callbacks.tension=null",
+    "callbacks.similarity=null",
 ]
 
 

@@ -47,7 +47,10 @@ def _forward(
     is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
     out = left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
     t, _, _ = _tension(gram, _swap(gram, len(gram) // 2), rows, s, is_self, is_pos, t_min, tol)
-    return torch.logsumexp(torch.where(out, float("-inf"), gram * t / temperature), 1)
+    logits = gram * t / temperature
+    # exp of the logits left out, then 0: exp(-inf) is a slow path of the vectorised exp.
+    top = torch.where(out, float("-inf"), logits).amax(1, keepdim=True)
+    return top.squeeze(1) + torch.where(out, 0.0, (logits - top).exp()).sum(1).log()
 
 
 def _terms(
