@@ -4,7 +4,8 @@ of positives and negatives"), from blocks of Gram rows: no M x M matrix is kept.
 For M images with two unit views ``u_i``, ``v_i``: positives ``u_i . v_i``; cross-view negatives
 ``u_i . v_j`` (i != j, M (M - 1) ordered pairs); within-view negatives ``u_i . u_j`` and
 ``v_i . v_j`` (i != j, 2 M (M - 1) ordered pairs). Means and population variances (divided by
-the count), accumulated in float64 as sums and sums of squares.
+the count), accumulated as sums (float64) and sums of squares (in the inputs' dtype, float32 at
+least: a variance of ~0.01 from squares of cosines loses ~1e-6 of it to float32 rounding).
 """
 
 from dataclasses import dataclass, field
@@ -26,14 +27,19 @@ class Similarities:
     squares: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
     hist: dict[str, Tensor] = field(default_factory=dict)
 
-    def add(self, kind: str, values: Tensor) -> None:
-        values = values.double()
-        self.count[kind] += values.numel()
-        self.total[kind] += float(values.sum())
-        self.squares[kind] += float(values.square().sum())
-        # histc drops values outside its range: a cosine rounded to 1 + 1e-7 would go missing.
-        counts = torch.histc(values.clamp(-1, 1), len(self.edges) - 1, -1.0, 1.0).cpu()
-        self.hist[kind] = self.hist.get(kind, 0) + counts
+    def add(self, kind: str, values: Tensor, minus: Tensor | None = None) -> None:
+        """Adds the pairs ``values`` (any shape), less those of ``minus`` (a subset of them:
+        cheaper than selecting from a block of Gram rows all but its diagonal)."""
+        for sign, x in ((1, values), (-1, minus)):
+            if x is None:
+                continue
+            # histc drops values outside its range: a cosine rounded to 1 + 1e-7 would go missing.
+            x = x.clamp(-1, 1).flatten()
+            self.count[kind] += sign * x.numel()
+            self.total[kind] += sign * float(x.sum(dtype=torch.float64))
+            self.squares[kind] += sign * float(torch.dot(x, x))
+            counts = torch.histc(x, len(self.edges) - 1, -1.0, 1.0).cpu().double()
+            self.hist[kind] = self.hist.get(kind, 0) + sign * counts
 
     def statistics(self) -> dict[str, float]:
         """``pos_mean``, ``pos_var``, ``neg_cross_mean``, ... (population variances)."""
@@ -58,11 +64,10 @@ def similarities(u: Tensor, v: Tensor, block: int = 1024, bins: int = 100) -> Si
     with torch.autocast(u.device.type, enabled=False):
         for lo in range(0, len(u), block):
             hi = min(lo + block, len(u))
-            off = torch.ones(hi - lo, len(u), dtype=torch.bool, device=u.device)
-            off[torch.arange(hi - lo), torch.arange(lo, hi)] = False  # i != j
-            out.add("neg_cross", (u[lo:hi] @ v.T)[off])
-            out.add("neg_within", (u[lo:hi] @ u.T)[off])
-            out.add("neg_within", (v[lo:hi] @ v.T)[off])
+            for kind, x, y in (("neg_cross", u, v), ("neg_within", u, u), ("neg_within", v, v)):
+                gram = x[lo:hi] @ y.T  # (b, M)
+                diagonal = gram.diagonal(lo)  # the pairs i = j: positives, or self (1)
+                out.add(kind, gram, minus=diagonal)
     return out
 
 
