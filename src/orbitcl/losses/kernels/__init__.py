@@ -7,6 +7,7 @@ NT-Xent/ORL kernels, public under these names for every loss in ``orbitcl.losses
 - ``blocked``: NT-Xent and ORL over blocks of Gram rows with a hand-written backward, whose
   elementwise work runs in ``eager`` (in place, into ``workspace`` buffers) or ``compiled``
   (torch.compile) kernels: the ``backend``, an argument of the losses.
+- ``one_view``: NT-Xent's blocks for ``cross_view`` and ``within_view``, on one view's columns.
 - ``negatives``: which columns are an anchor's negatives (``all``, ``cross_view``,
   ``within_view``), the one switch every InfoNCE-type loss passes down.
 """
