@@ -7,7 +7,9 @@ Every candidate is timed interleaved with the baselines in the same run (``timin
 - the floor: three bare ``(2N x d) @ (d x 2N)`` matrix products, the work no implementation can
   skip (the Gram matrix and the two products of its backward).
 
-Targets: our NT-Xent <= 0.8x lightly's time, ORL <= 1.2x lightly's NT-Xent. Then the peak
+Targets: our NT-Xent <= 0.8x lightly's time, ORL <= 1.2x lightly's NT-Xent. Then each choice of
+``negatives`` (cross_view, within_view) against ``all`` for NT-Xent and ORL (target <= 1.1x:
+the switch masks quadrants of the same blocks, it must not slow them down). Then the peak
 memory of ORL against NT-Xent at 2N = 4096, 8192 and 16384: the peak RSS growth of one
 forward + backward, each in a fresh process (as ``tests/losses/test_ntxent_orl.py`` measures it).
 
@@ -28,6 +30,7 @@ from orbitcl.losses import NTXentLoss, ORLLoss, kernels
 
 TEMPERATURE = 0.5
 TARGETS = {"ntxent": 0.8, "orl": 1.2}  # time / lightly's NTXentLoss
+NEGATIVES_TARGET = 1.1  # a variant's time / the same loss with negatives="all"
 MEMORY_SIZES = (4096, 8192, 16384)  # 2N
 MEMORY_LOSSES = ("ntxent", "orl", "orl_eager")  # orl: ORL's default kernels
 WEIGHTED_TARGET = 1.5  # weighted InfoNCE losses: time / our NTXentLoss
@@ -99,6 +102,28 @@ def time_losses(n: int, d: int, repeats: int) -> bool:
         for name in ("ntxent", "orl", "orl_eager")
     ]
     print(f"orl / our ntxent: {times['orl'] / times['ntxent']:.3f}x (context, no target)")
+    return all(holds)
+
+
+def time_negatives(n: int, d: int, repeats: int) -> bool:
+    """Each variant of ``negatives`` against ``all``, interleaved, for NT-Xent and ORL."""
+    z_a, z_b = views(n, d)
+    fns = {}
+    for name, make in (("ntxent", NTXentLoss), ("orl", ORLLoss)):
+        for negatives in kernels.NEGATIVES:
+            fns[f"{name}_{negatives}"] = step(make(TEMPERATURE, negatives=negatives), z_a, z_b)
+    for fn in fns.values():
+        fn()  # compiles ORL's kernels for each variant (not timed)
+    times = median_times(fns, repeats=repeats, warmup=1)
+    print(f"negatives, forward + backward, 2N = {2 * n}, d = {d}: each variant / all")
+    holds = []
+    for name in ("ntxent", "orl"):
+        base = times[f"{name}_all"]
+        for negatives in kernels.NEGATIVES[1:]:
+            t = times[f"{name}_{negatives}"]
+            label = f"{name} negatives={negatives} / all"
+            detail = f"{t * 1e3:.1f} ms vs {base * 1e3:.1f} ms"
+            holds.append(report(label, t / base, NEGATIVES_TARGET, detail))
     return all(holds)
 
 
@@ -200,7 +225,8 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     holds = time_losses(args.n, args.d, args.repeats)
-    holds = time_weighted(args.n, args.d, args.repeats) and holds
+    holds &= time_weighted(args.n, args.d, args.repeats)
+    holds &= time_negatives(args.n, args.d, args.repeats)
     if not args.no_memory and sys.platform == "linux":  # ru_maxrss is in KiB on Linux
         measure_memory(args.d)
     print("loss kernels: all targets hold" if holds else "loss kernels: a target DOES NOT HOLD")

@@ -30,6 +30,7 @@ DEFAULTS = [
     "callbacks.tension=null",  # diagnostics off: this measures training to quality
     "callbacks.orbit=null",
     "callbacks.class_geometry=null",
+    "callbacks.similarity=null",
     "callbacks.umap=null",
 ]
 

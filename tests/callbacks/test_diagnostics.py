@@ -29,8 +29,13 @@ VALIDATION = [f"orbit/{s}{m}" for s in ("", "encoder/") for m in ORBIT] + [
 ]
 CLASSES = ["classes/simplex_deviation", "classes/within_cos", "classes/between_cos", "classes/gap"]
 FAST = ["dataset.num_workers=0", "trainer.enable_progress_bar=false"]
-NO_DIAGNOSTICS = ["callbacks.tension=null", "callbacks.orbit=null", "callbacks.umap=null"]
-NO_DIAGNOSTICS += ["callbacks.class_geometry=null"]
+NO_DIAGNOSTICS = [
+    "callbacks.tension=null",
+    "callbacks.orbit=null",
+    "callbacks.umap=null",
+    "callbacks.similarity=null",
+    "callbacks.class_geometry=null",
+]
 
 
 def train(run_dir: Path, *overrides: str) -> None:
@@ -126,6 +131,8 @@ def test_csv_run_logs_every_diagnostic_and_writes_the_plots(run):
         "class_geometry_step000010.png",
         "orbit_cos_step000005.png",
         "orbit_cos_step000010.png",
+        "similarity_step000005.png",  # callbacks.similarity (tests/callbacks/test_similarity.py)
+        "similarity_step000010.png",
         "tension_step000005.png",
         "tension_step000010.png",
     ]
@@ -137,6 +144,7 @@ def test_diagnostics_switch_off_and_never_change_training(run):
     assert not (off / "plots").exists()
     header = (off / "metrics.csv").read_text().splitlines()[0]
     assert "val/knn_acc" in header and "tension" not in header and "orbit" not in header
+    assert "similarity" not in header
     weights = [
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         for run_dir in (on, off)
@@ -167,6 +175,7 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
     assert pngs(run_dir) == [
         "class_geometry_step000003.png",
         "orbit_cos_step000003.png",
+        "similarity_step000003.png",
         "tension_step000003.png",
         "umap_step000003.png",
     ]

@@ -477,7 +477,7 @@ def test_killed_batched_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
             sys.executable, "-m", "orbitcl.train", "dataset.pipeline=batched",
             "trainer.max_epochs=3", "logger=csv", "callbacks.umap=null", "callbacks.orbit=null",
             "callbacks.class_geometry=null",
-            "callbacks.tension=null", f"hydra.run.dir={run_dir}",
+            "callbacks.tension=null", "callbacks.similarity=null", f"hydra.run.dir={run_dir}",
         ]  # fmt: skip
 
     env = {**os.environ, "WANDB_MODE": "offline"}

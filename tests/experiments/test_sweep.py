@@ -18,6 +18,7 @@ FAST = [  # MNIST for a few steps, kNN on 2 batches; the orbit and tension metri
     "trainer.log_every_n_steps=1",
     "trainer.limit_val_batches=2",
     "callbacks.umap=null",
+    "callbacks.similarity=null",
     "callbacks.orbit.n_anchors=20",
     "callbacks.tension.every_n_steps=5",
 ]
@@ -92,6 +93,7 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
         "callbacks.umap=null",
         "callbacks.orbit=null",
         "callbacks.class_geometry=null",
+        "callbacks.similarity=null",
         "logger=wandb",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from helpers.reference_losses import (
+    candidates_of,
     naive_anchors,
     naive_scaled_info_nce,
     naive_tension,
@@ -15,8 +16,8 @@ from helpers.reference_losses import (
 )
 
 
-def _negatives(i: int, n: int) -> list[int]:
-    return [k for k in range(2 * n) if k not in (i, positive_of(i, n))]
+def _negatives(i: int, n: int, negatives: str = "all") -> list[int]:
+    return [k for k in candidates_of(i, n, negatives) if k != positive_of(i, n)]
 
 
 def _own_anchors(n: int, images: slice | None) -> list[int]:
@@ -25,12 +26,19 @@ def _own_anchors(n: int, images: slice | None) -> list[int]:
 
 
 def naive_mean_tension_scale(
-    z_a: Tensor, z_b: Tensor, t_min: float = 1e-6, images: slice | None = None
+    z_a: Tensor,
+    z_b: Tensor,
+    t_min: float = 1e-6,
+    images: slice | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """c: the mean of T over the negatives (k != i, p(i)) of the anchors of `images`, detached."""
+    """c: the mean of T over the `negatives` of the anchors of `images` (default: all, k != i,
+    p(i)), detached."""
     t = naive_tension(z_a, z_b, t_min).detach()
     n = len(z_a)
-    return torch.stack([t[i, k] for i in _own_anchors(n, images) for k in _negatives(i, n)]).mean()
+    return torch.stack(
+        [t[i, k] for i in _own_anchors(n, images) for k in _negatives(i, n, negatives)]
+    ).mean()
 
 
 def naive_orl_mean_tension(
@@ -40,24 +48,32 @@ def naive_orl_mean_tension(
     t_min: float = 1e-6,
     images: slice | None = None,
     mean_images: slice | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """NT-Xent with every negative logit multiplied by c (`naive_mean_tension_scale` over the
-    anchors of `mean_images`, default all), the positive's by 1; mean over `images`' anchors."""
+    """NT-Xent over `negatives` with every negative logit multiplied by c
+    (`naive_mean_tension_scale` over the anchors of `mean_images`, default all), the positive's
+    by 1; mean over `images`' anchors."""
     z, n = naive_anchors(z_a, z_b)
-    c = naive_mean_tension_scale(z_a, z_b, t_min, mean_images)
+    c = naive_mean_tension_scale(z_a, z_b, t_min, mean_images, negatives)
     factors = torch.full((2 * n, 2 * n), float(c), dtype=z.dtype)
     for i in range(2 * n):
         factors[i, positive_of(i, n)] = 1.0
-    return naive_scaled_info_nce(z, n, temperature, factors, images)
+    return naive_scaled_info_nce(z, n, temperature, factors, images, negatives)
 
 
 def naive_orl_given_tension(
-    z_a: Tensor, z_b: Tensor, temperature: float, t: Tensor, images: slice | None = None
+    z_a: Tensor,
+    z_b: Tensor,
+    temperature: float,
+    t: Tensor,
+    images: slice | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """ORL's formula, `-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau`, with a
-    given T (2N, 2N), averaged over the anchors of `images`."""
+    """ORL's formula, `-sim(i, p(i)) / tau + logsumexp_k sim(i, k) T[i, k] / tau` over the
+    positive and the `negatives`, with a given T (2N, 2N), averaged over the anchors of
+    `images`."""
     z, n = naive_anchors(z_a, z_b)
-    return naive_scaled_info_nce(z, n, temperature, t, images)
+    return naive_scaled_info_nce(z, n, temperature, t, images, negatives)
 
 
 def permuted_tension(t: Tensor, source: dict[tuple[int, int], int]) -> Tensor:

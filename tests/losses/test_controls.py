@@ -242,27 +242,37 @@ def test_invalid_arguments(loss_cls):
 # --- DDP: the batch mean of T is the global batch's -----------------------------------------
 
 
-def _rank_mean_tension(rank: int) -> tuple:
+NEGATIVES = ("all", "cross_view", "within_view")
+
+
+def _rank_mean_tension(rank: int) -> dict:
     z_a, z_b = (z[rows(rank)].clone().requires_grad_() for z in global_views())
-    loss = ORLMeanTensionLoss(0.2, gather_distributed=True)(z_a, z_b)
-    return (loss.detach(), *torch.autograd.grad(loss, (z_a, z_b)))
+    out = {}
+    for negatives in NEGATIVES:
+        loss = ORLMeanTensionLoss(0.2, gather_distributed=True, negatives=negatives)(z_a, z_b)
+        out[negatives] = (loss.detach(), *torch.autograd.grad(loss, (z_a, z_b)))
+    return out
 
 
 def test_mean_tension_across_processes_equals_the_one_process_loss(tmp_path):
     """2 gloo processes, float64: the mean of the ranks' losses is the one-process loss on the
-    concatenated batch, and each rank's gradient / WORLD its rows of the one-process gradient.
-    Without the all-reduce of T's sum and count, each rank would use its own rows' mean."""
+    concatenated batch, and each rank's gradient / WORLD its rows of the one-process gradient,
+    for each choice of negatives. Without the all-reduce of T's sum and count, each rank would
+    use its own rows' mean."""
     per_rank = spawn(_rank_mean_tension, tmp_path)
     z_a, z_b = (z.requires_grad_() for z in global_views())
+    for negatives in NEGATIVES:
+        loss = ORLMeanTensionLoss(0.2, negatives=negatives)(z_a, z_b)
+        grad_a, grad_b = torch.autograd.grad(loss, (z_a, z_b))
+        outs = [out[negatives] for out in per_rank]
+        diffs = [(torch.stack([out[0] for out in outs]).mean() - loss.detach()).abs()]
+        for rank, (_, rank_grad_a, rank_grad_b) in enumerate(outs):
+            diffs.append((rank_grad_a / WORLD - grad_a[rows(rank)]).abs().max())
+            diffs.append((rank_grad_b / WORLD - grad_b[rows(rank)]).abs().max())
+        diff = float(torch.stack(diffs).max())
+        print(f"orl_mean_tension {negatives}, 2 processes vs one: max abs difference {diff:.1e}")
+        assert diff < 1e-9, negatives
     loss = ORLMeanTensionLoss(0.2)(z_a, z_b)
-    grad_a, grad_b = torch.autograd.grad(loss, (z_a, z_b))
-    diffs = [(torch.stack([out[0] for out in per_rank]).mean() - loss.detach()).abs()]
-    for rank, (_, rank_grad_a, rank_grad_b) in enumerate(per_rank):
-        diffs.append((rank_grad_a / WORLD - grad_a[rows(rank)]).abs().max())
-        diffs.append((rank_grad_b / WORLD - grad_b[rows(rank)]).abs().max())
-    diff = float(torch.stack(diffs).max())
-    print(f"orl_mean_tension, 2 processes vs one: max abs difference {diff:.1e}")
-    assert diff < 1e-9
     # The ranks' own means differ from the global one: the all-reduce is what makes them equal.
     local = [orl_mean_tension(*(z[rows(r)] for z in global_views()), 0.2) for r in range(WORLD)]
     assert (torch.stack(local).mean() - loss.detach()).abs() > 1e-3

@@ -30,6 +30,12 @@ LOSSES = {
     "orl_t_min": functools.partial(ORLLoss, temperature=0.5, t_min=0.2),
     "orl_detached": functools.partial(ORLLoss, temperature=0.2, detach_tension=True),
 }
+for _negatives in ("cross_view", "within_view"):  # docs/geometry.md, "Which negatives"
+    LOSSES[f"ntxent_{_negatives}"] = functools.partial(LOSSES["ntxent"], negatives=_negatives)
+    LOSSES[f"orl_{_negatives}"] = functools.partial(LOSSES["orl"], negatives=_negatives)
+    LOSSES[f"orl_detached_{_negatives}"] = functools.partial(
+        LOSSES["orl_detached"], negatives=_negatives
+    )
 
 
 def _rank_losses(rank: int) -> dict:

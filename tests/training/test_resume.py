@@ -17,6 +17,7 @@ COMMON = [
     "callbacks.orbit=null",
     "callbacks.class_geometry=null",
     "callbacks.tension=null",
+    "callbacks.similarity=null",
 ]
 
 

@@ -1,6 +1,6 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
-geometry and class geometry at each validation, and UMAP pictures of orbits. The names of what
-they log are in ``names``.
+geometry and class geometry at each validation, similarities of positives and negatives, and
+UMAP pictures of orbits. The names of what they log are in ``names``.
 
 The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` stays light.
 """
@@ -10,11 +10,18 @@ import importlib
 _WHERE = {
     "ClassGeometry": "orbitcl.callbacks.class_geometry",
     "OrbitDiagnostics": "orbitcl.callbacks.orbit",
+    "SimilarityStatistics": "orbitcl.callbacks.similarity",
     "TensionMonitor": "orbitcl.callbacks.tension",
     "UMAPPlot": "orbitcl.callbacks.umap_plot",
 }
 
-__all__ = ["ClassGeometry", "OrbitDiagnostics", "TensionMonitor", "UMAPPlot"]
+__all__ = [
+    "ClassGeometry",
+    "OrbitDiagnostics",
+    "SimilarityStatistics",
+    "TensionMonitor",
+    "UMAPPlot",
+]
 
 
 def __getattr__(name: str):

@@ -36,6 +36,18 @@ def class_metric(name: str) -> str:
     return f"classes/{name}"
 
 
+# SimilarityStatistics (callbacks.similarity): each statistic and reference of
+# ``metrics.similarity``, on the fixed training images or (``batch``) on the training batch.
+def similarity_metric(statistic: str, batch: bool = False) -> str:
+    """``similarity/neg_cross_var``, ``similarity/batch/pos_mean``, ..."""
+    return f"similarity/batch/{statistic}" if batch else f"similarity/{statistic}"
+
+
+NEG_CROSS_VAR = similarity_metric("neg_cross_var")
+
+# ContrastiveModule, for the InfoNCE-type losses: log(K + 1) - loss, in nats (a bound).
+MI_LOWER_BOUND = "train/mi_lower_bound"
+
 # The sweep report's default columns: short enough to read; ``--metrics`` chooses others.
 REPORTED = (
     KNN_ACC,

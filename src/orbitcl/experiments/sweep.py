@@ -31,7 +31,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,12 @@ def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
 
 class SweepReport(Callback):
     """Hydra callback: when a sweep ends, writes its report into the sweep directory (and W&B),
-    prints it, and exits with status 1 if any job did not finish."""
+    prints it, and exits with status 1 if any job did not finish. ``x`` and ``metrics`` choose
+    the plots' axis and the columns (``hydra.callbacks.sweep_report.x=...``, as a preset does)."""
+
+    def __init__(self, x: str = report.X_KEY, metrics: Sequence[str] = report.METRICS) -> None:
+        self.x = x
+        self.metrics = list(metrics)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Saves the sweep's config as `multirun.yaml`, where the jobs and the report read the
@@ -208,7 +213,7 @@ class SweepReport(Callback):
             return
         directory = Path(config.hydra.sweep.dir)
         try:
-            result = report.build_report(directory)
+            result = report.build_report(directory, self.metrics, self.x)
         except Exception:  # Hydra would turn it into a warning and exit 0
             log.exception("the sweep report could not be written")
             sys.exit(1)

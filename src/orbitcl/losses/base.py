@@ -34,6 +34,13 @@ class Loss(nn.Module):
         super().__init__()
         self.gather_distributed = gather_distributed
 
+    def candidates(self, n_images: int) -> int | None:
+        """For an InfoNCE-type loss, K + 1: the positive and the K negatives in each anchor's
+        softmax on a (global) batch of ``n_images`` images, which makes ``log(K + 1) - loss`` a
+        lower bound on the views' mutual information (``docs/geometry.md``, "Mutual
+        information"); None for the other losses."""
+        return None
+
 
 class ContrastiveLoss(Loss):
     """A loss of two views ``z_a``, ``z_b`` (N, d), row n of each from image n.

@@ -59,13 +59,18 @@ def ntxent(
     z_b: Tensor,
     temperature: float,
     images: slice | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """NT-Xent: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]``, the mean
-    over the anchors of ``images`` (default: all)."""
+    """NT-Xent: ``mean_i [-sim(i, p(i)) / tau + logsumexp_k sim(i, k) / tau]``, k over p(i) and
+    the ``negatives`` of i (``kernels.negatives``: ``all`` is SimCLR's k != i), the mean over
+    the anchors of ``images`` (default: all)."""
     check_temperature(temperature)
+    kernels.check_negatives(negatives)
     z = kernels.unit_anchors(z_a, z_b, 2, "NT-Xent (at least one negative per anchor)")
     z_rows, cols = kernels.anchor_rows(z, images)
-    hyper = kernels.Hyper(temperature, 1.0, 0.0, tension=False, through_t=False)
+    hyper = kernels.Hyper(
+        temperature, 1.0, 0.0, tension=False, through_t=False, negatives=negatives
+    )
     return kernels.BlockedInfoNCE.apply(z_rows, z, cols, hyper)
 
 
@@ -77,20 +82,30 @@ def orl(
     detach_tension: bool = False,
     images: slice | None = None,
     backend: str | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """ORL: ``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``, the
-    mean over the anchors of ``images`` (default: all).
+    """ORL: ``mean_i [-sim(i, p(i)) / tau + logsumexp_k sim(i, k) T[i, k] / tau]``, k over p(i)
+    and the ``negatives`` of i (as ``ntxent``), the mean over the anchors of ``images``
+    (default: all).
 
-    ``T = tension(z_a, z_b, t_min)``; ``T[i, p(i)] = 1`` keeps the positive's term NT-Xent's.
-    Gradients flow through T unless ``detach_tension``. ``backend``: ORL's elementwise kernels.
+    ``T = tension(z_a, z_b, t_min)``, defined for every negative, so unchanged by
+    ``negatives``; ``T[i, p(i)] = 1`` keeps the positive's term NT-Xent's. Gradients flow
+    through T unless ``detach_tension``. ``backend``: ORL's elementwise kernels.
     """
     check_temperature(temperature)
     check_t_min(t_min)
+    kernels.check_negatives(negatives)
     backend = kernels.default_backend() if backend is None else backend
     kernels.check_backend(backend)
     z = kernels.unit_anchors(z_a, z_b, 2, "ORL (at least one negative per anchor)")
     z_rows, cols = kernels.anchor_rows(z, images)
     hyper = kernels.Hyper(
-        temperature, t_min, kernels.tolerance(z), True, not detach_tension, backend=backend
+        temperature,
+        t_min,
+        kernels.tolerance(z),
+        True,
+        not detach_tension,
+        backend=backend,
+        negatives=negatives,
     )
     return kernels.BlockedInfoNCE.apply(z_rows, z, cols, hyper)

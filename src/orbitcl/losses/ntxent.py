@@ -2,7 +2,7 @@
 
 from torch import Tensor
 
-from orbitcl.losses import functional
+from orbitcl.losses import functional, kernels
 from orbitcl.losses.base import ContrastiveLoss
 
 
@@ -27,12 +27,23 @@ class NTXentLoss(ContrastiveLoss):
     contrasted with the embeddings of all ranks, gathered with gradients: the mean of the ranks'
     losses is the loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the
     same N. ``ContrastiveModule`` switches it on when the world size is > 1.
+
+    ``negatives`` chooses the negatives in each anchor's softmax (``kernels.negatives``): ``all``
+    (the above, SimCLR), ``cross_view`` (the other view's images only: InfoNCE/CLIP) or
+    ``within_view`` (the anchor's own view's images: DHEL).
     """
 
-    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False) -> None:
+    def __init__(
+        self, temperature: float = 0.5, gather_distributed: bool = False, negatives: str = "all"
+    ) -> None:
         super().__init__(gather_distributed)
         functional.check_temperature(temperature)
+        kernels.check_negatives(negatives)
         self.temperature = temperature
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
-        return functional.ntxent(z_a, z_b, self.temperature, images)
+        return functional.ntxent(z_a, z_b, self.temperature, images, self.negatives)

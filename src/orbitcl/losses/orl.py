@@ -27,6 +27,9 @@ class ORLLoss(ContrastiveLoss):
     (2N, 2N) matrix kept for the backward; from 2N = 4096 its kernels are compiled with
     torch.compile (once per process, eager where that fails; ``ORBITCL_LOSS_KERNELS=eager`` or
     ``compile`` overrides).
+
+    ``negatives`` chooses the negatives in each anchor's softmax, as for ``NTXentLoss``
+    (``all``, ``cross_view``, ``within_view``); the tension of those it keeps is unchanged.
     """
 
     def __init__(
@@ -36,16 +39,22 @@ class ORLLoss(ContrastiveLoss):
         detach_tension: bool = False,
         gather_distributed: bool = False,
         backend: str | None = None,
+        negatives: str = "all",
     ) -> None:
         super().__init__(gather_distributed)
         functional.check_temperature(temperature)
         functional.check_t_min(t_min)
         if backend is not None:
             kernels.check_backend(backend)
+        kernels.check_negatives(negatives)
         self.temperature = temperature
         self.t_min = t_min
         self.detach_tension = detach_tension
         self.backend = backend
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.orl(
@@ -56,4 +65,5 @@ class ORLLoss(ContrastiveLoss):
             self.detach_tension,
             images=images,
             backend=self.backend,
+            negatives=self.negatives,
         )

@@ -25,18 +25,21 @@ def orl_mean_tension(
     t_min: float = 1e-6,
     images: slice | None = None,
     sum_across: Callable[[Tensor], Tensor] | None = None,
+    negatives: str = "all",
 ) -> Tensor:
     """``mean_i [-sim(i, p(i)) / tau + log(exp(sim(i, p(i)) / tau)
-    + sum_{k != i, p(i)} exp(c sim(i, k) / tau))]``, the mean over the anchors of ``images``.
+    + sum_k exp(c sim(i, k) / tau))]``, k over the ``negatives`` of i (``kernels.negatives``;
+    ``all``: ``k != i, p(i)``), the mean over the anchors of ``images``.
 
     ``c`` is the mean of ORL's tension T (``functional.tension``, clamped to ``[t_min, 1]``)
-    over the negatives ``k != i, p(i)`` of those anchors, detached: a constant of the batch.
+    over those negatives of those anchors, detached: a constant of the batch.
     ``sum_across``, a function summing a tensor over processes, makes it the mean over the
     anchors of all processes (under DDP: the global batch's). Without it, ``images`` restricts
     the mean too, and the mean of the losses of disjoint ``images`` is not the full loss.
     """
     check_temperature(temperature)
     check_t_min(t_min)
+    kernels.check_negatives(negatives)
     z = kernels.unit_anchors(
         z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)"
     )
@@ -47,16 +50,14 @@ def orl_mean_tension(
     positive_cols = cols.roll(n)  # p(i) of each row (see kernels.anchor_rows)
     with torch.no_grad():  # c is a constant of the batch
         t = kernels.tension_rows(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
-        # The sum over the negatives: all entries but the self and positive ones.
-        negatives_sum = t.sum() - t[rows, cols].sum() - t[rows, positive_cols].sum()
-        count = torch.tensor(2 * n * (len(z) - 2), dtype=t.dtype, device=t.device)
-        stats = torch.stack([negatives_sum, count])  # (2,)
+        chosen = kernels.negative_mask(cols, len(z), negatives)  # (2n, 2N)
+        stats = torch.stack([t[chosen].sum(), chosen.sum().to(t.dtype)])  # (2,): sum, count
         if sum_across is not None:
             stats = sum_across(stats)
         scale = stats[0] / stats[1]  # c, a 0-dim tensor
     logits = gram * scale  # (2n, 2N)
     logits[rows, positive_cols] = gram[rows, positive_cols]  # the positive's logit is NT-Xent's
-    return kernels.info_nce(logits.div_(temperature), cols)
+    return kernels.info_nce(logits.div_(temperature), cols, negatives)
 
 
 def _sum_over_ranks(x: Tensor) -> Tensor:
@@ -80,18 +81,32 @@ class ORLMeanTensionLoss(ContrastiveLoss):
     contrasted with the embeddings of all ranks (``orbitcl.losses.gather``), and ``c`` is the
     mean over the global batch: the ranks all-reduce the sum and count of their rows' tension,
     so the mean of the ranks' losses is the one-process loss on the global batch.
+
+    ``negatives`` (``all``, ``cross_view``, ``within_view``): the negatives in each anchor's
+    softmax, as for ``ORLLoss``; ``c`` is the mean tension of those.
     """
 
     def __init__(
-        self, temperature: float = 0.5, t_min: float = 1e-6, gather_distributed: bool = False
+        self,
+        temperature: float = 0.5,
+        t_min: float = 1e-6,
+        gather_distributed: bool = False,
+        negatives: str = "all",
     ) -> None:
         super().__init__(gather_distributed)
         check_temperature(temperature)
         check_t_min(t_min)
+        kernels.check_negatives(negatives)
         self.temperature = temperature
         self.t_min = t_min
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         distributed = self.gather_distributed and world_size() > 1
         sum_across = _sum_over_ranks if distributed else None
-        return orl_mean_tension(z_a, z_b, self.temperature, self.t_min, images, sum_across)
+        return orl_mean_tension(
+            z_a, z_b, self.temperature, self.t_min, images, sum_across, self.negatives
+        )

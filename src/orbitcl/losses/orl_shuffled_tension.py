@@ -12,22 +12,24 @@ from torch import Tensor
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
-from orbitcl.losses.kernels.negatives import negative_cols
 
 
-def shuffle_negatives(t: Tensor, cols: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``t`` (2n, 2N) with each row's negative entries (``k != i, p(i)``) permuted uniformly at
-    random among themselves, independently per row; the self and positive entries stay.
+def shuffle_negatives(
+    t: Tensor, cols: Tensor, generator: torch.Generator | None = None, negatives: str = "all"
+) -> Tensor:
+    """``t`` (2n, 2N) with each row's negative entries (``kernels.negatives``; ``all``:
+    ``k != i, p(i)``) permuted uniformly at random among themselves, independently per row; the
+    other entries stay.
 
     Differentiable: entry k of the result is the entry ``pi_i(k)`` of ``t``. Random numbers from
     ``generator``, else torch's global generator of ``t``'s device (seeded by Lightning's
-    ``seed_everything``). Memory: a few (2n, 2N - 2) index matrices (int64).
+    ``seed_everything``). Memory: a few (2n, K) index matrices (int64), K negatives per row.
     """
-    neg = negative_cols(cols, t.shape[1])  # (2n, 2N - 2)
+    neg = kernels.negative_cols(cols, t.shape[1], negatives)  # (2n, K)
     # A uniform permutation per row: the ranks of i.i.d. uniforms (float64: ties, which would
     # bias the order, have a probability of about (2N)^2 / 2^54 per row).
     keys = torch.rand(neg.shape, generator=generator, dtype=torch.float64, device=t.device)
-    source = neg.gather(1, keys.argsort(1))  # (2n, 2N - 2): pi_i(k) for each negative k
+    source = neg.gather(1, keys.argsort(1))  # (2n, K): pi_i(k) for each negative k
     return t.scatter(1, neg, t.gather(1, source))
 
 
@@ -58,13 +60,15 @@ def orl_shuffled_tension(
     detach_tension: bool = True,
     images: slice | None = None,
     generator: torch.Generator | None = None,
+    negatives: str = "all",
 ) -> Tensor:
-    """``mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T'[i, k] / tau]`` over the
-    anchors of ``images``, with ``T'`` ORL's tension shuffled among each row's negatives
-    (``shuffle_negatives``, drawing from ``generator``); ``T'[i, p(i)] = 1``. Gradients flow
-    through ``T'`` only without ``detach_tension``."""
+    """``mean_i [-sim(i, p(i)) / tau + logsumexp_k sim(i, k) T'[i, k] / tau]``, k over p(i) and
+    the ``negatives`` of i, over the anchors of ``images``, with ``T'`` ORL's tension shuffled
+    among each row's negatives (``shuffle_negatives``, drawing from ``generator``);
+    ``T'[i, p(i)] = 1``. Gradients flow through ``T'`` only without ``detach_tension``."""
     check_temperature(temperature)
     check_t_min(t_min)
+    kernels.check_negatives(negatives)
     z = kernels.unit_anchors(
         z_a, z_b, 2, "ORL's shuffled-tension control (at least one negative per anchor)"
     )
@@ -74,7 +78,8 @@ def orl_shuffled_tension(
         t = kernels.tension_rows(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
     else:
         t = kernels.tension_rows(z_rows, z, gram, cols, t_min)
-    return kernels.info_nce((gram * shuffle_negatives(t, cols, generator)).div_(temperature), cols)
+    shuffled = shuffle_negatives(t, cols, generator, negatives)
+    return kernels.info_nce((gram * shuffled).div_(temperature), cols, negatives)
 
 
 class ORLShuffledTensionLoss(ContrastiveLoss):
@@ -100,6 +105,9 @@ class ORLShuffledTensionLoss(ContrastiveLoss):
     (``orbitcl.losses.gather``) and each rank shuffles its own rows: the mean of the ranks'
     losses is the global batch's loss for some draw of the permutations. (With the same seed on
     every rank, the ranks draw the same permutation pattern for their own, different rows.)
+
+    ``negatives`` (``all``, ``cross_view``, ``within_view``): the negatives in each anchor's
+    softmax, as for ``ORLLoss``; T is shuffled among those.
     """
 
     def __init__(
@@ -108,15 +116,27 @@ class ORLShuffledTensionLoss(ContrastiveLoss):
         t_min: float = 1e-6,
         detach_tension: bool = True,
         gather_distributed: bool = False,
+        negatives: str = "all",
     ) -> None:
         super().__init__(gather_distributed)
         check_temperature(temperature)
         check_t_min(t_min)
+        kernels.check_negatives(negatives)
         self.temperature = temperature
         self.t_min = t_min
         self.detach_tension = detach_tension
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return orl_shuffled_tension(
-            z_a, z_b, self.temperature, self.t_min, self.detach_tension, images=images
+            z_a,
+            z_b,
+            self.temperature,
+            self.t_min,
+            self.detach_tension,
+            images=images,
+            negatives=self.negatives,
         )

@@ -76,6 +76,28 @@ def cosine_histograms(series: Mapping[str, Tensor], title: str = "", bins: int =
     return fig
 
 
+def similarity_histograms(
+    counts: Mapping[str, Tensor], edges: Tensor, title: str = "", marks: Mapping[str, float] = {}
+) -> Figure:
+    """Densities of similarities already binned on `edges` (one curve per kind of pair:
+    positives, cross-view and within-view negatives), with reference values drawn as dotted
+    vertical lines (`marks`: label -> value)."""
+    edges = edges.numpy()
+    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.add_subplot()
+    for i, (name, c) in enumerate(counts.items()):
+        c = c.double().numpy()
+        ax.plot(centres, c / (c.sum() * widths), color=f"C{i}", label=f"{name} ({int(c.sum())})")
+    for j, (name, value) in enumerate(marks.items()):
+        ax.axvline(value, color=f"C{len(counts) + j}", linestyle=":", linewidth=1, label=name)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
 def umap_coordinates(
     x: Tensor, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
 ) -> np.ndarray:

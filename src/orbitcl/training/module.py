@@ -1,6 +1,7 @@
 """The LightningModule: views -> encoder -> projector -> loss, with a kNN monitor."""
 
 import logging
+import math
 from collections.abc import Callable
 
 import lightning as L
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from orbitcl.callbacks import names
+from orbitcl.losses.base import Loss
 from orbitcl.metrics.knn import knn_accuracy, whole_split
 from orbitcl.training.nonfinite import NonFiniteLossError, embedding_report
 from orbitcl.training.objectives import gathering, needs_of, objective_for, pairs_of
@@ -30,7 +32,9 @@ class ContrastiveModule(L.LightningModule):
     `loss + sum(weight * aux_loss)` on every pair of views. `train/loss` logs the objective;
     with auxiliary terms, `train/main_loss` logs the main loss and `train/aux/<name>` each term,
     unweighted. A loss that needs the training-set size (VRN) is given the number of training
-    images when training starts.
+    images when training starts. For an InfoNCE-type main loss (``Loss.candidates``: K + 1 for
+    the global batch), `train/mi_lower_bound` logs ``log(K + 1) - main loss`` in nats: a lower
+    bound on the mutual information of two views (``docs/geometry.md``), not an estimate.
 
     `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
     and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
@@ -59,6 +63,8 @@ class ContrastiveModule(L.LightningModule):
         self.projector = projector
         self.loss = loss
         self.objective = objective_for(loss, encoder, projector)
+        # K + 1 for a batch of N images, or None: decided once, not asked at every step.
+        self._candidates = loss.candidates if isinstance(loss, Loss) else lambda n_images: None
         aux = aux or {}
         for name, (weight, _) in aux.items():
             if not weight >= 0:
@@ -122,6 +128,10 @@ class ContrastiveModule(L.LightningModule):
         self.objective.step_succeeded(self.loss)
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
         self.log(names.TRAIN_LOSS, loss, prog_bar=True, sync_dist=True)
+        candidates = self._candidates(len(labels) * self.trainer.world_size)  # global batch
+        if candidates is not None:
+            bound = math.log(candidates) - main.mean()
+            self.log(names.MI_LOWER_BOUND, bound, sync_dist=True)
         if aux:
             self.log("train/main_loss", main.mean(), sync_dist=True)
             for name, values in aux.items():

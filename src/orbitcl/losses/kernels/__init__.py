@@ -7,7 +7,9 @@ NT-Xent/ORL kernels, public under these names for every loss in ``orbitcl.losses
 - ``blocked``: NT-Xent and ORL over blocks of Gram rows with a hand-written backward, whose
   elementwise work runs in ``eager`` (in place, into ``workspace`` buffers) or ``compiled``
   (torch.compile) kernels: the ``backend``, an argument of the losses.
-- ``negatives``: which columns are an anchor's negatives.
+- ``one_view``: NT-Xent's blocks for ``cross_view`` and ``within_view``, on one view's columns.
+- ``negatives``: which columns are an anchor's negatives (``all``, ``cross_view``,
+  ``within_view``), the one switch every InfoNCE-type loss passes down.
 """
 
 from orbitcl.losses.kernels.anchors import (
@@ -23,16 +25,25 @@ from orbitcl.losses.kernels.blocked import (
     check_backend,
     default_backend,
 )
-from orbitcl.losses.kernels.negatives import negative_cols, negative_mask
+from orbitcl.losses.kernels.negatives import (
+    NEGATIVES,
+    candidates,
+    check_negatives,
+    negative_cols,
+    negative_mask,
+)
 from orbitcl.losses.kernels.rows import Hyper
 from orbitcl.losses.kernels.tension import clamped, raw_tension, tension_rows
 
 __all__ = [
     "BACKENDS",
     "BlockedInfoNCE",
+    "NEGATIVES",
     "Hyper",
     "anchor_rows",
+    "candidates",
     "check_backend",
+    "check_negatives",
     "clamped",
     "default_backend",
     "gram_rows",

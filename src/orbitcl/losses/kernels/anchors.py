@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.losses.kernels.negatives import leave_out_
+
 
 def unit_anchors(z_a: Tensor, z_b: Tensor, min_n: int, need: str) -> Tensor:
     """The (2N, d) unit anchors ``[z_a; z_b]``, upcast to float32 at least.
@@ -68,10 +70,11 @@ def gram_rows(z_rows: Tensor, z: Tensor) -> Tensor:
         return z_rows @ z.T
 
 
-def info_nce(logits: Tensor, cols: Tensor) -> Tensor:
+def info_nce(logits: Tensor, cols: Tensor, negatives: str = "all") -> Tensor:
     """Mean over the anchors R (rows of ``logits``, (2n, 2N), at columns ``cols``) of
-    ``-logits[i, p(i)] + logsumexp_{k != i} logits[i, k]``. Overwrites the self entries."""
+    ``-logits[i, p(i)] + logsumexp_k logits[i, k]``, k over p(i) and the ``negatives`` of i
+    (``negatives.leave_out_``). Overwrites the entries left out."""
     n = len(logits) // 2
-    # k = i is left out of the logsumexp as a -inf logit, which also has zero gradient.
-    logits[torch.arange(2 * n, device=logits.device), cols] = float("-inf")
+    # Columns are left out of the logsumexp as -inf logits, which also have zero gradient.
+    leave_out_(logits, cols, cols.roll(n), negatives, float("-inf"))
     return F.cross_entropy(logits, cols.roll(n))  # target: p(i)'s column

@@ -35,7 +35,7 @@ import os
 import torch
 from torch import Tensor
 
-from orbitcl.losses.kernels import compiled, eager
+from orbitcl.losses.kernels import compiled, eager, one_view
 from orbitcl.losses.kernels.anchor_terms import AnchorTerms, anchor_terms, anchor_terms_backward
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
 from orbitcl.losses.kernels.workspace import scratch
@@ -128,8 +128,8 @@ class BlockedInfoNCE(torch.autograd.Function):
     def forward(
         ctx, z_rows: Tensor, z: Tensor, cols: Tensor, hyper: Hyper, targets: Tensor | None = None
     ) -> Tensor:
-        if targets is not None and hyper.tension:
-            raise ValueError("weighted targets are defined for NT-Xent-type logits, not ORL's")
+        if targets is not None and (hyper.tension or hyper.negatives != "all"):
+            raise ValueError("weighted targets are defined for NT-Xent's logits over all anchors")
         n = len(z_rows) // 2
         kernels = kernels_for(hyper, len(z_rows), len(z))
         blocks = _blocks(n, len(z), z.element_size())
@@ -139,6 +139,12 @@ class BlockedInfoNCE(torch.autograd.Function):
             per_row, s = _per_row(terms, cols), terms.s if terms else None
             for lo, hi in blocks:
                 rows = BlockRows(*(_block(x, n, lo, hi) for x in per_row))
+                if one_view.applies(hyper):  # NT-Xent over one view's columns
+                    z_block = _block(z_rows, n, lo, hi)
+                    block_lse, positive = one_view.forward_block(z_block, z, rows, hyper)
+                    lse.append(block_lse)
+                    pos_logit.append(positive)
+                    continue
                 gram = _gram(_block(z_rows, n, lo, hi), z)
                 i = torch.arange(len(gram), device=gram.device)
                 if targets is None:  # T[i, p(i)] = 1
@@ -165,6 +171,14 @@ class BlockedInfoNCE(torch.autograd.Function):
             for lo, hi in blocks:
                 rows = BlockRows(*(_block(x, n, lo, hi) for x in per_row))
                 z_block = _block(z_rows, n, lo, hi)  # (2b, d)
+                if one_view.applies(hyper):
+                    grad_z = torch.zeros_like(z) if grad_z is None else grad_z
+                    block_lse = _block(lse, n, lo, hi)
+                    d_rows_block = one_view.backward_block(
+                        z_block, z, rows, block_lse, hyper, grad_z
+                    )
+                    grad_rows.append(d_rows_block)
+                    continue
                 gram = _gram(z_block, z)  # recomputed, as in the forward
                 weights = {} if targets is None else {"targets": _block(targets, n, lo, hi)}
                 d_gram, *d_terms = ctx.kernels.backward_block(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from orbitcl.losses.kernels import eager
+from orbitcl.losses.kernels.negatives import left_out
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
 from orbitcl.losses.kernels.tension import clamped, raw_tension
 
@@ -34,36 +35,64 @@ def _tension(gram, gram_pos, rows: BlockRows, s, is_self, is_pos, t_min: float, 
 
 
 def _forward(
-    gram: Tensor, rows: BlockRows, s: Tensor, temperature: float, t_min: float, tol: float
+    gram: Tensor,
+    rows: BlockRows,
+    s: Tensor,
+    temperature: float,
+    t_min: float,
+    tol: float,
+    negatives: str,
 ):
     k = torch.arange(gram.shape[1], device=gram.device)
     is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
+    out = left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
     t, _, _ = _tension(gram, _swap(gram, len(gram) // 2), rows, s, is_self, is_pos, t_min, tol)
-    return torch.logsumexp(torch.where(is_self, float("-inf"), gram * t / temperature), 1)
+    logits = gram * t / temperature
+    # exp of the logits left out, then 0: exp(-inf) is a slow path of the vectorised exp.
+    top = torch.where(out, float("-inf"), logits).amax(1, keepdim=True)
+    return top.squeeze(1) + torch.where(out, 0.0, (logits - top).exp()).sum(1).log()
 
 
-def _terms(gram, gram_pos, rows: BlockRows, s, lse, temperature: float, t_min: float, tol: float):
+def _terms(
+    gram,
+    gram_pos,
+    rows: BlockRows,
+    s,
+    lse,
+    temperature: float,
+    t_min: float,
+    tol: float,
+    negatives: str,
+):
     k = torch.arange(gram.shape[1], device=gram.device)
     is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
+    out = left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
     t, inv, raw = _tension(gram, gram_pos, rows, s, is_self, is_pos, t_min, tol)
-    p = torch.where(is_self, 0.0, (gram * t / temperature - lse[:, None]).exp())  # softmax
+    p = torch.where(out, 0.0, (gram * t / temperature - lse[:, None]).exp())  # softmax
     v = torch.where(raw, p * gram, 0.0)  # V
     vi = v * inv  # A = V inv / pos_dist
     return p * t - is_pos.to(p.dtype), t, v, vi, vi * inv * t  # (P - Y) T, T, V, V inv, C
 
 
 def _backward(
-    gram, rows: BlockRows, s, lse, temperature: float, t_min: float, tol: float, through_t: bool
+    gram,
+    rows: BlockRows,
+    s,
+    lse,
+    temperature: float,
+    t_min: float,
+    tol: float,
+    through_t: bool,
+    negatives: str,
 ):
     b = len(gram) // 2
-    direct, t, v, vi, c = _terms(gram, _swap(gram, b), rows, s, lse, temperature, t_min, tol)
+    hyper = (temperature, t_min, tol, negatives)
+    direct, t, v, vi, c = _terms(gram, _swap(gram, b), rows, s, lse, *hyper)
     if not through_t:
         return direct, None, None, None, None
     # A[p(i), k], recomputed from the positives' rows: cheaper than storing A and reading it back.
     swapped = BlockRows(*(_swap(x, b) for x in rows))
-    _, _, _, vi_pos, _ = _terms(
-        _swap(gram, b), gram, swapped, s, _swap(lse, b), temperature, t_min, tol
-    )
+    _, _, _, vi_pos, _ = _terms(_swap(gram, b), gram, swapped, s, _swap(lse, b), *hyper)
     d_gram = direct + c - vi / rows.pos_dist[:, None] + vi_pos / swapped.pos_dist[:, None]
     d_a = -vi.sum(1) / rows.pos_dist
     d_pos_dist = -(v * t).sum(1) / rows.pos_dist
@@ -90,7 +119,7 @@ def _call(pure, args: tuple, fallback):
 
 def forward_block(gram: Tensor, rows: BlockRows, s: Tensor, hyper: Hyper) -> Tensor:
     """As ``eager.forward_block``, with tension."""
-    args = (gram, rows, s, hyper.temperature, hyper.t_min, hyper.tol)
+    args = (gram, rows, s, hyper.temperature, hyper.t_min, hyper.tol, hyper.negatives)
     return _call(_forward, args, lambda: eager.forward_block(gram, rows, s, hyper))
 
 
@@ -98,5 +127,15 @@ def backward_block(
     gram: Tensor, rows: BlockRows, s: Tensor, lse: Tensor, hyper: Hyper
 ) -> tuple[Tensor, ...]:
     """As ``eager.backward_block``, with tension."""
-    args = (gram, rows, s, lse, hyper.temperature, hyper.t_min, hyper.tol, hyper.through_t)
+    args = (
+        gram,
+        rows,
+        s,
+        lse,
+        hyper.temperature,
+        hyper.t_min,
+        hyper.tol,
+        hyper.through_t,
+        hyper.negatives,
+    )
     return _call(_backward, args, lambda: eager.backward_block(gram, rows, s, lse, hyper))

@@ -12,6 +12,7 @@ to 1 the raw tension is set to 2 by scatter, which clamps to 1 and lies outside 
 import torch
 from torch import Tensor
 
+from orbitcl.losses.kernels.negatives import leave_out_, quadrants
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
 from orbitcl.losses.kernels.tension import raw_tension as raw_tension_of_rows
 from orbitcl.losses.kernels.workspace import scratch
@@ -54,16 +55,31 @@ def raw_tension(gram: Tensor, rows: BlockRows, s: Tensor, tol: float) -> tuple[T
     return x, inv
 
 
+def logsumexp_(x: Tensor, temperature: float) -> Tensor:
+    """``logsumexp(x / tau)`` of each row of x (r, c), a view it overwrites."""
+    top = x.amax(1, keepdim=True)  # the largest logit
+    # exp((x - top) / tau), in one op, then its sum.
+    total = torch.add(top / -temperature, x, alpha=1 / temperature, out=x)
+    return (top.squeeze(1) / temperature).add_(total.exp_().sum(1).log_())
+
+
 def forward_block(gram: Tensor, rows: BlockRows, s: Tensor | None, hyper: Hyper) -> Tensor:
-    """``logsumexp_{k != i} G[i, k] T[i, k] / tau`` of each row (2b,)."""
+    """``logsumexp_k G[i, k] T[i, k] / tau`` of each row (2b,), k over the positive and the
+    negatives (``hyper.negatives``)."""
     if hyper.tension:
         x, _ = raw_tension(gram, rows, s, hyper.tol)
         gram = x.clamp_(hyper.t_min, 1.0).mul_(gram)  # G T
-    gram[torch.arange(len(gram), device=gram.device), rows.self_cols] = float("-inf")
-    top = gram.amax(1, keepdim=True)  # G T of the largest logit
-    # exp((G T - top) / tau), in one op, then its sum.
-    total = torch.add(top / -hyper.temperature, gram, alpha=1 / hyper.temperature, out=gram)
-    return (top.squeeze(1) / hyper.temperature).add_(total.exp_().sum(1).log_())
+    i = torch.arange(len(gram), device=gram.device)
+    within = hyper.negatives == "within_view"
+    positive = gram[i, rows.pos_cols] if within else None  # (2b,), outside the quadrants
+    gram[i, rows.self_cols] = float("-inf")
+    lse = torch.cat(
+        [
+            logsumexp_(gram[r, c], hyper.temperature)
+            for r, c in quadrants(len(gram), gram.shape[1], hyper.negatives)
+        ]
+    )
+    return torch.logaddexp(lse, positive / hyper.temperature) if within else lse
 
 
 def backward_block(
@@ -80,13 +96,19 @@ def backward_block(
     b = len(gram) // 2
     i = torch.arange(2 * b, device=gram.device)
     if not hyper.tension:
-        p = torch.add(-lse[:, None], gram, alpha=1 / hyper.temperature, out=gram).exp_()
-        p[i, rows.self_cols] = 0.0  # P, the softmax
-        if targets is None:
-            p[i, rows.pos_cols] -= 1.0  # - Y
-        else:
-            p.sub_(targets)  # - W
-        return p, None, None, None, None
+        tau, negatives = hyper.temperature, hyper.negatives
+        if targets is not None:  # weighted InfoNCE: every other anchor, W in place of Y
+            p = torch.add(-lse[:, None], gram, alpha=1 / tau, out=gram).exp_()
+            p[i, rows.self_cols] = 0.0  # P, the softmax
+            return p.sub_(targets), None, None, None, None  # - W
+        p_pos = gram[i, rows.pos_cols].div_(tau).sub_(lse).exp_()  # (2b,) P at the positive
+        for r, c in quadrants(len(gram), gram.shape[1], negatives):  # P, the softmax ...
+            torch.add(-lse[r, None], gram[r, c], alpha=1 / tau, out=gram[r, c]).exp_()
+        for r, c in quadrants(len(gram), gram.shape[1], negatives, inside=False):
+            gram[r, c] = 0.0  # ... 0 outside it
+        gram[i, rows.self_cols] = 0.0
+        gram[i, rows.pos_cols] = p_pos - 1.0  # - Y
+        return gram, None, None, None, None
 
     x, inv = raw_tension(gram, rows, s, hyper.tol)
     t = torch.clamp(x, hyper.t_min, 1.0, out=scratch("t", gram.shape, gram))
@@ -94,7 +116,8 @@ def backward_block(
         x = torch.eq(x, t, out=x).mul_(gram)  # G where T is the raw tension, else 0
     # P, the softmax, into the Gram rows' buffer.
     p = torch.addcmul(-lse[:, None], gram, t, value=1 / hyper.temperature, out=gram).exp_()
-    p[i, rows.self_cols] = 0.0
+    # 0 outside the softmax: V, A and C vanish there too, so T there has no gradient.
+    leave_out_(p, rows.self_cols, rows.pos_cols, hyper.negatives, 0.0)
     if not hyper.through_t:
         d_gram = p.mul_(t)
         d_gram[i, rows.pos_cols] -= 1.0  # - Y

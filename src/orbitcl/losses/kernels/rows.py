@@ -12,6 +12,7 @@ class Hyper(NamedTuple):
     tension: bool  # False: T = 1, NT-Xent
     through_t: bool  # gradients flow through T
     backend: str = "auto"  # ORL's elementwise kernels: ``blocked.BACKENDS``
+    negatives: str = "all"  # which columns each row contrasts with: ``negatives.NEGATIVES``
 
 
 class BlockRows(NamedTuple):
