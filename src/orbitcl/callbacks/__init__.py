@@ -1,6 +1,6 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
-geometry at each validation, and UMAP pictures of orbits. The names of what they log are in
-``names``.
+geometry at each validation, UMAP pictures of orbits, and the online linear classifier. The names
+of what they log are in ``names``.
 
 The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` stays light.
 """
@@ -8,12 +8,13 @@ The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` 
 import importlib
 
 _WHERE = {
+    "OnlineLinearClassifier": "orbitcl.callbacks.online_linear",
     "OrbitDiagnostics": "orbitcl.callbacks.orbit",
     "TensionMonitor": "orbitcl.callbacks.tension",
     "UMAPPlot": "orbitcl.callbacks.umap_plot",
 }
 
-__all__ = ["OrbitDiagnostics", "TensionMonitor", "UMAPPlot"]
+__all__ = ["OnlineLinearClassifier", "OrbitDiagnostics", "TensionMonitor", "UMAPPlot"]
 
 
 def __getattr__(name: str):
