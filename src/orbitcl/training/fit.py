@@ -104,7 +104,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def _check_labels(datamodule: MultiViewDataModule, terms: dict[str, nn.Module]) -> None:
     """A loss term that needs class labels stops the run if some training images have none;
     data without any labels is said once, since the label-based evaluation is then skipped."""
-    missing = datamodule.missing_labels  # e.g. "root='/data/x' holds no class folders"
+    missing = datamodule.missing_labels  # e.g. "root='/data/x' is a flat folder of images, ..."
     if missing is None:
         return
     for field, term in terms.items():
