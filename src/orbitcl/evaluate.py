@@ -2,7 +2,9 @@
 
 Encodes the train split (no augmentation) and the test split with the encoder (not the
 projector: SimCLR's representation is the encoder's), then reports the test top-1 of a linear
-probe fitted on the train features, next to the weighted kNN top-1 that training monitors.
+probe fitted on the train features, next to the weighted kNN top-1 that training monitors, and a
+table of kNN top-1 over a grid: `--knn-k 10,20,200 --knn-t 0.07,0.1 --features
+encoder,projector` (cosine similarity; `--knn-metric euclidean` for L2 distance).
 """
 
 import argparse
@@ -15,45 +17,115 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from orbitcl.experiments.runs import TrainedRun, load_run
-from orbitcl.experiments.trust import UntrustedTargetError, add_allow_target
-from orbitcl.metrics.knn import knn_accuracy
+from orbitcl.experiments.trust import add_allow_target
+from orbitcl.metrics.knn import METRICS, knn_accuracy, knn_grid
 from orbitcl.metrics.probe import linear_probe_accuracy
+
+SPACES = ("encoder", "projector")
 
 
 @torch.no_grad()
-def encode(encoder: nn.Module, loader: DataLoader) -> tuple[Tensor, Tensor]:
-    """Encoder features (N, e) and labels (N,) of every `(images, labels)` batch, on CPU."""
+def encode(
+    encoder: nn.Module, loader: DataLoader, projector: nn.Module | None = None
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Features of every `(images, labels)` batch, on CPU: {"encoder": (N, e)} and, given a
+    `projector`, {"projector": (N, d)}; and the labels (N,)."""
     device = next(encoder.parameters()).device
-    features, labels = [], []
+    features, labels = {"encoder": []}, []
+    if projector is not None:
+        features["projector"] = []
     for images, targets in loader:
-        features.append(encoder(images.to(device)).float().cpu())
+        h = encoder(images.to(device))
+        features["encoder"].append(h.float().cpu())
+        if projector is not None:
+            features["projector"].append(projector(h).float().cpu())
         labels.append(targets)
-    return torch.cat(features), torch.cat(labels)
+    return {space: torch.cat(x) for space, x in features.items()}, torch.cat(labels)
+
+
+def encoded_splits(run: TrainedRun, projector: bool = False) -> tuple[tuple, tuple]:
+    """((features, labels) of the bank, the same of the queries): the train and test splits
+    with the eval transform, as in training's kNN monitor; see `encode`."""
+    if not run.datamodule.num_classes:
+        raise ValueError(
+            f"{run.name} was trained on images without class labels "
+            f"(dataset.{run.datamodule.missing_labels}): kNN and a linear probe need them"
+        )
+    run.datamodule.setup()
+    bank, queries = run.datamodule.val_dataloader()  # train split, test split; eval transform
+    head = run.projector if projector else None
+    return encode(run.encoder, bank, head), encode(run.encoder, queries, head)
 
 
 def downstream_accuracy(run: TrainedRun, knn_k: int | None = None) -> dict[str, float]:
     """{"probe_top1", "knn_top1"} on the run's test split; kNN with the run's `eval` settings
     (k = `knn_k` if given)."""
-    run.datamodule.setup()
-    bank, queries = run.datamodule.val_dataloader()  # train split, test split; eval transform
-    train_x, train_y = encode(run.encoder, bank)
-    test_x, test_y = encode(run.encoder, queries)
-    knn = knn_accuracy(
-        test_x,
-        test_y,
-        train_x,
-        train_y,
-        k=knn_k or run.cfg.eval.knn_k,
-        temperature=run.cfg.eval.knn_temperature,
-    )
-    return {"probe_top1": linear_probe_accuracy(train_x, train_y, test_x, test_y), "knn_top1": knn}
+    return _accuracies(run, *encoded_splits(run), knn_k)
+
+
+def _accuracies(
+    run: TrainedRun, bank: tuple, queries: tuple, k=None, temperature=None, metric="cosine"
+) -> dict[str, float]:
+    """{"probe_top1", "knn_top1"} on encoder features; kNN with the run's `eval` settings unless
+    `k` and `temperature` are given."""
+    (train_x, train_y), (test_x, test_y) = bank, queries
+    train_h, test_h = train_x["encoder"], test_x["encoder"]
+    knn = {
+        "k": k or run.cfg.eval.knn_k,
+        "temperature": temperature or run.cfg.eval.knn_temperature,
+        "metric": metric,
+    }
+    return {
+        "probe_top1": linear_probe_accuracy(train_h, train_y, test_h, test_y),
+        "knn_top1": knn_accuracy(test_h, test_y, train_h, train_y, **knn),
+    }
+
+
+def knn_table(grid: dict[str, dict[tuple[int, float], float]], metric: str) -> str:
+    """A markdown table of `{space: {(k, temperature): top-1}}`: a row per space and k, a column
+    per temperature."""
+    temperatures = list(dict.fromkeys(t for cells in grid.values() for _, t in cells))
+    lines = [
+        f"kNN top-1 ({metric}; bank: train split, queries: test split)",
+        "| features | k | " + " | ".join(f"t={t:g}" for t in temperatures) + " |",
+        "| --- | ---: |" + " ---: |" * len(temperatures),
+    ]
+    for space, cells in grid.items():
+        for k in dict.fromkeys(k for k, _ in cells):
+            values = " | ".join(f"{cells[k, t]:.4f}" for t in temperatures)
+            lines.append(f"| {space} | {k} | {values} |")
+    return "\n".join(lines)
+
+
+def _listed(kind: type, allowed: tuple | None = None):
+    """An argparse type: comma-separated values of `kind` (from `allowed`, if given)."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(x) for x in text.split(",")]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from err
+        if allowed and (bad := [v for v in values if v not in allowed]):
+            raise argparse.ArgumentTypeError(f"{bad} not among {', '.join(allowed)}")
+        return values
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orbitcl.evaluate", description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help=".ckpt files or run directories")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--knn-k", type=int, default=None, help="default: the run's eval.knn_k")
+    parser.add_argument(
+        "--knn-k", type=_listed(int), default=None, help="e.g. 10,20,200; default: eval.knn_k"
+    )
+    parser.add_argument(
+        "--knn-t", type=_listed(float), default=None, help="default: eval.knn_temperature"
+    )
+    parser.add_argument(
+        "--features", type=_listed(str, SPACES), default=["encoder"], help="encoder,projector"
+    )
+    parser.add_argument("--knn-metric", choices=METRICS, default="cosine")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     add_allow_target(parser)
     args = parser.parse_args(argv)
@@ -62,17 +134,34 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.checkpoints:
         try:
             run = load_run(path, args.device, args.allow_target)
-        except (FileNotFoundError, UntrustedTargetError) as err:
+            bank, queries = encoded_splits(run, projector="projector" in args.features)
+            ks = args.knn_k or [run.cfg.eval.knn_k]
+            temperatures = args.knn_t or [run.cfg.eval.knn_temperature]
+            metric = args.knn_metric
+            grid = {
+                space: knn_grid(
+                    queries[0][space], queries[1], bank[0][space], bank[1], ks, temperatures, metric
+                )
+                for space in args.features
+            }
+        except (FileNotFoundError, ValueError) as err:
             print(f"orbitcl.evaluate: error: {err}", file=sys.stderr)
             return 2
-        accuracy = downstream_accuracy(run, args.knn_k)
-        k = args.knn_k or run.cfg.eval.knn_k
+        accuracy = _accuracies(run, bank, queries, ks[0], temperatures[0], metric)
         print(
             f"{run.name} ({run.checkpoint}, step {run.global_step}): "
             f"linear probe top-1 {accuracy['probe_top1']:.4f}, "
-            f"kNN ({k}-NN) top-1 {accuracy['knn_top1']:.4f}"
+            f"kNN ({ks[0]}-NN, t={temperatures[0]:g}, {metric}) top-1 {accuracy['knn_top1']:.4f}"
         )
-        results.append({"name": run.name, "checkpoint": str(run.checkpoint), **accuracy})
+        print(knn_table(grid, metric))
+        knn = [
+            {"features": s, "k": k, "temperature": t, "metric": metric, "top1": acc}
+            for s, cells in grid.items()
+            for (k, t), acc in cells.items()
+        ]
+        results.append(
+            {"name": run.name, "checkpoint": str(run.checkpoint), **accuracy, "knn": knn}
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

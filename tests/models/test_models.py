@@ -1,6 +1,11 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from orbitcl.experiments.runs import TrainedRun
+from orbitcl.export import export_encoder
 from orbitcl.models import ConvEncoder, MLPProjector, ResNet18CIFAR
 
 
@@ -44,3 +49,20 @@ def test_conv_encoder_pool_grid_flattens_a_grid_of_features(size):
 def test_conv_encoder_rejects_bad_pool_size():
     with pytest.raises(ValueError, match="^pool_size=0 is invalid"):
         ConvEncoder(pool_size=0)
+
+
+def test_exported_cifar_resnet_loads_into_torchvision_resnet18(train_config, tmp_path, monkeypatch):
+    """`orbitcl.export` of a CIFAR ResNet-18 says how to load it into torchvision's resnet18, whose
+    stem differs; following what it says gives the same features."""
+    torch.manual_seed(0)
+    encoder = ResNet18CIFAR(in_channels=1).eval()
+    cfg = train_config("dataset=cifar10", "model.encoder.in_channels=1")
+    run = TrainedRun("run", tmp_path, Path("last.ckpt"), cfg, encoder, None, None, 0)
+    description = json.loads(export_encoder(run, tmp_path / "encoder.pt").read_text())
+    monkeypatch.chdir(tmp_path)  # the recipe loads encoder.pt from where it lies
+    namespace = {}
+    exec("\n".join(description["torchvision_resnet18"]), namespace)
+    resnet = namespace["resnet"].eval()
+    assert type(resnet).__module__ == "torchvision.models.resnet"
+    images = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(resnet(images), encoder(images))

@@ -2,7 +2,8 @@
 
 The losses with `gather_distributed` must be exact: the mean of the ranks' losses is the
 one-process loss on the concatenated batch, and each rank's gradient divided by the world size
-is its rows of the one-process gradient.
+is its rows of the one-process gradient. So must the online linear classifier: its steps are
+those of one process on the global batch, and its `val/linear_acc` one process's accuracy.
 """
 
 import functools
@@ -12,10 +13,13 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
+import torch.nn.functional as F
 from helpers.gloo_ranks import WORLD, global_views, rows, spawn
 from lightning.pytorch.strategies import DDPStrategy
 
+from orbitcl.callbacks import OnlineLinearClassifier
 from orbitcl.data import DigitsDataModule
 from orbitcl.losses import NTXentLoss, ORLLoss
 from orbitcl.losses.gather import AllGather
@@ -83,6 +87,9 @@ def test_all_gather_sums_the_gradients_of_all_ranks(tmp_path):
         assert torch.equal(grad, summed[3 * rank : 3 * (rank + 1)])
 
 
+LINEAR_LR = 0.1
+
+
 def _fit(rank: int, tmp: str) -> dict:
     """One rank of a 2-process DDP fit, joined as under torchrun: the environment tells Lightning
     the rank and world size (so it starts no processes), and it uses the existing process group."""
@@ -95,15 +102,22 @@ def _fit(rank: int, tmp: str) -> dict:
         NTXentLoss(0.5),
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
         knn_k=20,
+        lr_scaling="linear",
     )
     datamodule = DigitsDataModule(batch_size=64, num_workers=0, eval_batch_size=256)
-    sampled = {}
+    linear = OnlineLinearClassifier(functools.partial(torch.optim.SGD, lr=LINEAR_LR, momentum=0.9))
+    sampled = {"steps": []}
 
     class RecordShards(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module):
             loader = trainer.train_dataloader
             sampled["sampler"] = list(loader.sampler)
             sampled["batches"] = [list(b) for b in loader.batch_sampler]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            # What the online classifier trains on: this rank's features of all views, labels.
+            views = outputs["features"]
+            sampled["steps"].append((torch.cat(views), batch[1].repeat(len(views))))
 
     trainer = L.Trainer(
         accelerator="cpu",
@@ -117,7 +131,7 @@ def _fit(rank: int, tmp: str) -> dict:
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp,
-        callbacks=[RecordShards()],
+        callbacks=[RecordShards(), linear],
     )
     trainer.fit(module, datamodule=datamodule)
     # The kNN of one process on all samples, with this rank's (synchronised) weights.
@@ -127,18 +141,30 @@ def _fit(rank: int, tmp: str) -> dict:
             (module(torch.cat([x for x, _ in loader])), torch.cat([y for _, y in loader]))
             for loader in datamodule.val_dataloader()
         )
+        predicted = linear.classifier(queries[0]).argmax(1)
     return {
         "gather": module.loss.gather_distributed,
         "is_global_zero": trainer.is_global_zero,
+        "lr": module.optimizers().optimizer.param_groups[0]["lr"],  # no schedule
         "knn_acc": float(trainer.callback_metrics["val/knn_acc"]),
         "knn_acc_one_process": knn_accuracy(*queries, *bank, k=20, temperature=0.1),
+        "linear_acc": float(trainer.callback_metrics["val/linear_acc"]),
+        "linear_acc_one_process": float((predicted == queries[1]).float().mean()),
+        "classifier": {k: v.clone() for k, v in linear.classifier.state_dict().items()},
         "train_size": len(datamodule.train_dataloader().dataset),
         **sampled,
     }
 
 
-def test_ddp_fit_shards_the_data_and_gathers_the_knn(tmp_path):
-    per_rank = spawn(_fit, tmp_path, str(tmp_path))
+@pytest.fixture(scope="module")
+def ddp_fit(tmp_path_factory) -> list[dict]:
+    """What each rank of one 2-process DDP fit (`_fit`) returned."""
+    tmp_path = tmp_path_factory.mktemp("ddp_fit")
+    return spawn(_fit, tmp_path, str(tmp_path))
+
+
+def test_ddp_fit_shards_the_data_and_gathers_the_knn(ddp_fit):
+    per_rank = ddp_fit
     assert [out["is_global_zero"] for out in per_rank] == [True, False]
     assert all(out["gather"] for out in per_rank)  # switched on by the module
     # Each sample once per epoch across ranks: the samplers split the train split (padded with
@@ -152,6 +178,36 @@ def test_ddp_fit_shards_the_data_and_gathers_the_knn(tmp_path):
     # equal to one process's kNN on the whole bank and queries.
     accuracies = {out["knn_acc"] for out in per_rank}
     assert accuracies == {per_rank[0]["knn_acc_one_process"]}, per_rank
+
+
+def test_lr_scaling_counts_every_process(ddp_fit):
+    # lr_scaling="linear": 1e-3 x (64 images x 2 processes) / 256, on every rank.
+    assert [out["lr"] for out in ddp_fit] == pytest.approx([1e-3 * 64 * WORLD / 256] * WORLD)
+
+
+def test_online_linear_classifier_under_ddp_equals_one_process(ddp_fit):
+    # Replayed in one process from the ranks' recorded features: plain SGD with momentum on the
+    # mean cross-entropy of the global batch (the ranks' images of each step, concatenated).
+    steps = list(zip(*(out["steps"] for out in ddp_fit), strict=True))
+    assert len(steps) == 2  # limit_train_batches=2
+    classifier = torch.nn.Linear(steps[0][0][0].shape[1], 10)
+    torch.nn.init.zeros_(classifier.weight)
+    torch.nn.init.zeros_(classifier.bias)
+    optimizer = torch.optim.SGD(classifier.parameters(), lr=LINEAR_LR, momentum=0.9)
+    for step in steps:
+        features, labels = (torch.cat(x) for x in zip(*step, strict=True))
+        optimizer.zero_grad()
+        F.cross_entropy(classifier(features), labels).backward()
+        optimizer.step()
+    for out in ddp_fit:  # both ranks hold the one-process classifier
+        for name, value in classifier.state_dict().items():
+            torch.testing.assert_close(out["classifier"][name], value, rtol=1e-5, atol=1e-6)
+            assert value.abs().max() > 0  # it did learn
+    # val/linear_acc: the predictions of all ranks, each test image once, the same on every rank
+    # and equal to one process's accuracy on the whole test split.
+    accuracies = {out["linear_acc"] for out in ddp_fit}
+    assert accuracies == {ddp_fit[0]["linear_acc_one_process"]}, accuracies
+    assert 0.1 < ddp_fit[0]["linear_acc"] <= 1.0
 
 
 def _run_dir_files(run_dir: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
-geometry and class geometry at each validation, similarities of positives and negatives, and
-UMAP pictures of orbits. The names of what they log are in ``names``.
+geometry and class geometry at each validation, similarities of positives and negatives,
+UMAP pictures of orbits, and the online linear classifier. The names of what they log are in
+``names``.
 
 The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` stays light.
 """
@@ -9,6 +10,7 @@ import importlib
 
 _WHERE = {
     "ClassGeometry": "orbitcl.callbacks.class_geometry",
+    "OnlineLinearClassifier": "orbitcl.callbacks.online_linear",
     "OrbitDiagnostics": "orbitcl.callbacks.orbit",
     "SimilarityStatistics": "orbitcl.callbacks.similarity",
     "TensionMonitor": "orbitcl.callbacks.tension",
@@ -17,6 +19,7 @@ _WHERE = {
 
 __all__ = [
     "ClassGeometry",
+    "OnlineLinearClassifier",
     "OrbitDiagnostics",
     "SimilarityStatistics",
     "TensionMonitor",

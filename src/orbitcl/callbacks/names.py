@@ -6,6 +6,9 @@ no Lightning), so that the report starts fast."""
 TRAIN_LOSS = "train/loss"
 KNN_ACC = "val/knn_acc"
 
+# OnlineLinearClassifier (callbacks.online_linear)
+LINEAR_ACC = "val/linear_acc"
+
 # OrbitDiagnostics (callbacks.orbit): each metric of ``metrics.geometry.orbit_metrics`` per
 # embedding space; the projector's carry no space in their name.
 GEOMETRY_METRICS = ("alignment", "uniformity")  # Wang and Isola's; the others are the orbit's
@@ -51,6 +54,7 @@ MI_LOWER_BOUND = "train/mi_lower_bound"
 # The sweep report's default columns: short enough to read; ``--metrics`` chooses others.
 REPORTED = (
     KNN_ACC,
+    LINEAR_ACC,
     ANCHOR_VIEW_COS,
     ORBIT_VARIANCE,
     ALIGNMENT,

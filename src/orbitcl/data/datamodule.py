@@ -1,5 +1,5 @@
 """LightningDataModules: n augmented views per image for training, and the kNN bank and queries
-for validation, from splits held in memory as uint8 tensors."""
+for validation, from splits held in memory as uint8 tensors (image folders: `folders.py`)."""
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,12 +14,17 @@ from torchvision.transforms import v2
 from orbitcl.data.batched.augment import BatchAugment
 from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
 from orbitcl.data.sources import (
+    STL10_SPLITS,
     Split,
     ensure_cifar10,
+    ensure_cifar100,
     ensure_mnist,
+    ensure_stl10,
     load_cifar10,
+    load_cifar100,
     load_digits,
     load_mnist,
+    load_stl10,
 )
 from orbitcl.data.views import ImageDataset, MultiViewDataset
 
@@ -41,10 +46,18 @@ class MultiViewDataModule(L.LightningDataModule):
 
     Subclasses say where the data comes from: `num_classes`,
     `load_split(train)` and, for data on disk, `prepare_data()`, the only place that downloads
-    (Lightning runs it in one process, `setup` in every one).
+    (Lightning runs it in one process, `setup` in every one). The kNN bank is the train split
+    unless `load_bank()` says otherwise (STL-10 trains on unlabeled images).
+
+    Images without a class label are labelled `NO_LABEL` (-1); `missing_labels` says which, in
+    the words of the argument responsible, and label-using losses refuse to train on them. Without
+    any labels (`num_classes` 0) the validation loaders are [queries] alone: no kNN bank.
     """
 
-    num_classes: int
+    num_classes: int  # 0: no class labels at all
+    # None if every training image has a class label; else why not, naming the argument
+    # (e.g. "root='/data/x' is a flat folder of images, without class folders").
+    missing_labels: str | None = None
 
     def __init__(
         self,
@@ -62,10 +75,10 @@ class MultiViewDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        _require_int("batch_size", batch_size, 2)  # the rest of a batch are the negatives
-        _require_int("eval_batch_size", eval_batch_size, 1)
-        _require_int("n_views", n_views, 2)  # a positive pair needs two views
-        _require_int("num_workers", num_workers, 0)
+        require_int("batch_size", batch_size, 2)  # the rest of a batch are the negatives
+        require_int("eval_batch_size", eval_batch_size, 1)
+        require_int("n_views", n_views, 2)  # a positive pair needs two views
+        require_int("num_workers", num_workers, 0)
         if len(std) != len(mean) or min(std) <= 0:
             raise ValueError(
                 f"std={list(std)} is invalid: must hold one positive value per entry of "
@@ -98,15 +111,21 @@ class MultiViewDataModule(L.LightningDataModule):
         )  # (2, 1, C, 1, 1)
         self._train: Split | None = None
         self._test: Split | None = None
+        self._bank: Split | None = None
 
     def load_split(self, train: bool) -> Split:
         """The train or test split: images uint8 (N, C, H, W), labels int64 (N,)."""
         raise NotImplementedError
 
+    def load_bank(self) -> Split:
+        """The kNN bank, once the train split is loaded: the train split itself."""
+        return self._train
+
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:  # Lightning calls setup again for validate and test
             self._train = self.load_split(train=True)
             self._test = self.load_split(train=False)
+            self._bank = self.load_bank()
 
     def train_dataloader(self) -> DataLoader:
         if self.pipeline == "batched":
@@ -124,10 +143,12 @@ class MultiViewDataModule(L.LightningDataModule):
         return self._loader(views, self.batch_size, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """[bank, queries]: the train and the test split, normalised but not augmented."""
+        """[bank, queries]: the bank (the train split) and the test split, normalised but not
+        augmented; [queries] alone without class labels (nothing for the bank to vote with)."""
+        splits = (self._bank, self._test) if self.num_classes else (self._test,)
         return [
             self._loader(ImageDataset(*split, self.eval_transform), self.eval_batch_size)
-            for split in (self._train, self._test)
+            for split in splits
         ]
 
     def test_dataloader(self) -> list[DataLoader]:
@@ -210,6 +231,49 @@ class CIFAR10DataModule(MultiViewDataModule):
         return load_cifar10(self.data_dir, train, download=False)
 
 
-def _require_int(name: str, value: object, minimum: int) -> None:
+class CIFAR100DataModule(MultiViewDataModule):
+    """CIFAR-100 from `<data_dir>/cifar-100-python`, labelled with its 100 fine classes."""
+
+    num_classes = 100
+
+    def prepare_data(self) -> None:
+        ensure_cifar100(self.data_dir, self.download)
+
+    def load_split(self, train: bool) -> Split:
+        return load_cifar100(self.data_dir, train, download=False)
+
+
+class STL10DataModule(MultiViewDataModule):
+    """STL-10 from `<data_dir>/stl10_binary`, 3x96x96: training on `train_split` (by default the
+    100k unlabeled images; "train+unlabeled" adds the 5k labelled ones, "train" is those alone),
+    the kNN bank on the 5k labelled train images, the queries on the 8k test images."""
+
+    num_classes = 10
+
+    def __init__(self, train_split: str = "unlabeled", **kwargs):
+        super().__init__(**kwargs)
+        if train_split not in STL10_SPLITS or train_split == "test":
+            raise ValueError(
+                f"train_split={train_split!r} is invalid: must be 'unlabeled', "
+                "'train+unlabeled' or 'train'"
+            )
+        self.train_split = train_split
+        if train_split != "train":
+            self.missing_labels = f"train_split={train_split!r} holds STL-10's unlabeled images"
+
+    def prepare_data(self) -> None:
+        ensure_stl10(self.data_dir, self.download)
+
+    def load_split(self, train: bool) -> Split:
+        return load_stl10(self.data_dir, self.train_split if train else "test", download=False)
+
+    def load_bank(self) -> Split:
+        if self.train_split == "train":
+            return self._train
+        return load_stl10(self.data_dir, "train", download=False)
+
+
+def require_int(name: str, value: object, minimum: int) -> None:
+    """Raises ValueError naming `name` unless `value` is an integer >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {minimum}")

@@ -1,13 +1,18 @@
 """Where the images come from: each `load_*` returns one split in memory as
-`(images uint8 (N, C, H, W), labels int64 (N,))`.
+`(images uint8 (N, C, H, W), labels int64 (N,))`; an image without a label (STL-10's unlabeled
+split) has label `NO_LABEL`.
 
-MNIST and CIFAR-10 go through torchvision, which owns the file formats and the download. This file
-only checks the files first (md5, so a truncated file is named rather than half-read), picks the
-offline CIFAR-10 subset when the full dataset is absent, and turns every "not there" into a
-`DataNotFoundError` that says what to do about it.
+MNIST, CIFAR-10, CIFAR-100 and STL-10 go through torchvision, which owns the file formats and the
+download. This file only checks the files first, so that a truncated file is named rather than
+half-read, picks the offline CIFAR-10 subset when the full dataset is absent, and turns every
+"not there" into a `DataNotFoundError` that says what to do about it. MNIST and CIFAR-10 are
+checked by md5; CIFAR-100 and STL-10 by their structure (sizes, unpickling), which costs no pass
+over STL-10's 2.6 GB and also reads a subset of them (with a warning), like the small files the
+tests write.
 """
 
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +20,7 @@ import sklearn.datasets
 import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from torchvision.datasets import CIFAR10, MNIST
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, STL10
 from torchvision.datasets.utils import calculate_md5
 
 from orbitcl.data.errors import DataNotFoundError
@@ -23,6 +28,7 @@ from orbitcl.data.errors import DataNotFoundError
 log = logging.getLogger(__name__)
 
 Split = tuple[Tensor, Tensor]  # images uint8 (N, C, H, W), labels int64 (N,)
+NO_LABEL = -1  # the label of an image that has none (torchvision's, for STL-10's unlabeled split)
 
 # The uncompressed files torchvision reads, with their published md5s. torchvision itself only
 # checks that they exist; checking the md5 too turns a truncated file into a clear message.
@@ -113,6 +119,129 @@ def load_cifar10(data_dir: str | Path, train: bool, download: bool) -> Split:
     return images, torch.tensor(cifar10.targets, dtype=torch.int64)
 
 
+class _CIFAR100Files(CIFAR100):
+    """CIFAR-100 as torchvision reads it, without its md5 checks (`md5` None: the file exists)."""
+
+    train_list = [[name, None] for name, _ in CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in CIFAR100.test_list]
+    meta = {**CIFAR100.meta, "md5": None}
+
+
+class _STL10Files(STL10):
+    """STL-10 as torchvision reads it, without its md5 checks (`md5` None: the file exists)."""
+
+    train_list = [[name, None] for name, _ in STL10.train_list]
+    test_list = [[name, None] for name, _ in STL10.test_list]
+
+
+CIFAR100_FILES = [name for name, _ in [*_CIFAR100Files.train_list, *_CIFAR100Files.test_list]]
+CIFAR100_FILES.append(CIFAR100.meta["filename"])
+STL10_FILES = [name for name, _ in [*STL10.train_list, *STL10.test_list]]
+STL10_SPLITS = {"train": 5000, "test": 8000, "unlabeled": 100000, "train+unlabeled": 105000}
+_STL10_IMAGE_BYTES = 3 * 96 * 96
+
+
+def ensure_cifar100(data_dir: str | Path, download: bool) -> None:
+    """Makes sure `<data_dir>/cifar-100-python` holds CIFAR-100's files, downloading them if
+    allowed."""
+    _ensure_present("CIFAR-100", data_dir, CIFAR100, CIFAR100_FILES, download, CIFAR100.url)
+
+
+def load_cifar100(data_dir: str | Path, train: bool, download: bool) -> Split:
+    """CIFAR-100: 50000 train / 10000 test, 3x32x32, the 100 fine classes."""
+    ensure_cifar100(data_dir, download)
+    split = "train" if train else "test"
+    folder = _root(data_dir, "CIFAR-100") / CIFAR100.base_folder
+    try:
+        cifar100 = _CIFAR100Files(folder.parent, train=train)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
+        raise DataNotFoundError(
+            f"CIFAR-100's {split} split cannot be read from {folder}: {split} or meta is corrupt "
+            f"or truncated ({err.__class__.__name__}: {err}). Delete them and download again "
+            "(dataset.download=true), or copy intact files there."
+        ) from err
+    images = torch.from_numpy(cifar100.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+    _warn_if_partial("CIFAR-100", split, len(images), 50000 if train else 10000)
+    return images, torch.tensor(cifar100.targets, dtype=torch.int64)
+
+
+def ensure_stl10(data_dir: str | Path, download: bool) -> None:
+    """Makes sure `<data_dir>/stl10_binary` holds STL-10's files, downloading them (2.6 GB) if
+    allowed."""
+    _ensure_present("STL-10", data_dir, STL10, STL10_FILES, download, STL10.url)
+
+
+def load_stl10(data_dir: str | Path, split: str, download: bool) -> Split:
+    """STL-10's `split`, 3x96x96: "train" (5000 labelled), "test" (8000 labelled), "unlabeled"
+    (100000, labels NO_LABEL) or "train+unlabeled" (both, in that order)."""
+    if split not in STL10_SPLITS:
+        raise ValueError(f"split={split!r} is invalid: must be one of {', '.join(STL10_SPLITS)}")
+    ensure_stl10(data_dir, download)
+    folder = _root(data_dir, "STL-10") / STL10.base_folder
+    for part in split.split("+"):
+        _check_stl10_sizes(folder, part)
+    stl10 = _STL10Files(folder.parent, split=split)
+    images = torch.from_numpy(stl10.data)  # (N, 3, 96, 96): torchvision's transposed view
+    _warn_if_partial("STL-10", split, len(images), STL10_SPLITS[split])
+    return images, torch.from_numpy(stl10.labels.astype(np.int64))  # unlabeled: NO_LABEL
+
+
+def _check_stl10_sizes(folder: Path, part: str) -> None:
+    """Raises DataNotFoundError if a file of `part` ("train", "test", "unlabeled") cannot hold
+    whole 3x96x96 images, or one label per image."""
+    images = folder / f"{part}_X.bin"
+    count, remainder = divmod(images.stat().st_size, _STL10_IMAGE_BYTES)
+    problem = None
+    if remainder or not count:
+        problem = f"{images.name}: corrupt or truncated ({images.stat().st_size} bytes is not a "
+        problem += f"positive multiple of {_STL10_IMAGE_BYTES}, one 3x96x96 image)"
+    elif part != "unlabeled" and (labels := folder / f"{part}_y.bin").stat().st_size != count:
+        problem = f"{labels.name}: corrupt or truncated ({labels.stat().st_size} labels for "
+        problem += f"{count} images)"
+    if problem:
+        raise DataNotFoundError(
+            f"STL-10 data in {folder} is corrupt: {problem}. Delete it and download again "
+            "(dataset.download=true), or copy intact files there."
+        )
+
+
+def _ensure_present(
+    dataset: str,
+    data_dir: str | Path,
+    torchvision_cls: type,
+    files: list[str],
+    download: bool,
+    archive: str,
+) -> None:
+    """Makes sure `files` exist in `<data_dir>/<torchvision_cls.base_folder>`, downloading them
+    with torchvision if allowed; else raises DataNotFoundError naming what is missing."""
+    root = _root(data_dir, dataset)
+    folder = root / torchvision_cls.base_folder
+    expected = dict.fromkeys(files)  # name -> no md5: checked for existence only
+    error = None
+    if _problems(folder, expected) and download:
+        try:
+            # STL-10's split "test" loads only its 2 smaller files once downloaded.
+            extra = {"split": "test"} if torchvision_cls is STL10 else {}
+            torchvision_cls(root, download=True, **extra)
+        except (OSError, RuntimeError) as err:
+            error = err
+    if _problems(folder, expected):
+        raise _not_found(dataset, root, folder, [expected], error, archive) from error
+
+
+def _warn_if_partial(dataset: str, split: str, count: int, published: int) -> None:
+    if count != published:
+        log.warning(
+            "%s %s split: %d images, not the published %d, so results are not comparable with "
+            "the full dataset",
+            dataset,
+            split,
+            count,
+            published,
+        )
+
+
 def _root(data_dir: str | Path | None, dataset: str) -> Path:
     if data_dir is None:
         raise ValueError(f"data_dir=None is invalid: {dataset} needs a folder to read its files")
@@ -131,10 +260,11 @@ def _readable_cifar10(folder: Path) -> type[CIFAR10] | None:
     return next(intact, None)
 
 
-def _problems(folder: Path, *versions: dict[str, str]) -> dict[str, str]:
-    """File name -> what is wrong with it, for each file of `versions` (name -> md5) that is
-    missing from `folder` or matches the md5 of no version; empty if all are intact."""
-    accepted: dict[str, set[str]] = {}
+def _problems(folder: Path, *versions: dict[str, str | None]) -> dict[str, str]:
+    """File name -> what is wrong with it, for each file of `versions` (name -> md5, None for any
+    content) that is missing from `folder` or matches the md5 of no version; empty if all are
+    intact."""
+    accepted: dict[str, set[str | None]] = {}
     for files in versions:
         for name, md5 in files.items():
             accepted.setdefault(name, set()).add(md5)
@@ -143,13 +273,18 @@ def _problems(folder: Path, *versions: dict[str, str]) -> dict[str, str]:
         path = folder / name
         if not path.is_file():
             problems[name] = "missing"
-        elif calculate_md5(path) not in md5s:
+        elif None not in md5s and calculate_md5(path) not in md5s:  # None: any content
             problems[name] = "corrupt or truncated (md5 mismatch)"
     return problems
 
 
 def _not_found(
-    dataset: str, root: Path, folder: Path, versions: list[dict[str, str]], error: Exception | None
+    dataset: str,
+    root: Path,
+    folder: Path,
+    versions: list[dict[str, str | None]],
+    error: Exception | None,
+    archive: str | None = None,
 ) -> DataNotFoundError:
     problems = _problems(folder, *versions)
     expected = dict.fromkeys(name for files in versions for name in files)  # ordered, no repeats
@@ -166,4 +301,5 @@ def _not_found(
         "folder (delete corrupt ones first); or point dataset.data_dir=... (or the "
         f"ORBITCL_DATA_DIR environment variable) at a folder holding "
         f"{folder.relative_to(root)}/<files>."
+        + (f" The files come in {archive}, extracted into the data folder." if archive else "")
     )

@@ -1,13 +1,18 @@
 """Weighted k-nearest-neighbour classification on frozen features (Wu et al. 2018, InstDisc).
 
 The standard monitor of self-supervised training: each query votes with its k most similar bank
-features (cosine), each vote weighted by exp(similarity / temperature).
+features (cosine), each vote weighted by exp(similarity / temperature). `knn_grid` evaluates
+several k and temperatures from one neighbour search; euclidean distance on request.
 """
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+METRICS = ("cosine", "euclidean")
 
 
 def weighted_knn_predict(
@@ -18,25 +23,20 @@ def weighted_knn_predict(
     k: int = 200,
     temperature: float = 0.1,
     chunk_size: int = 1024,
+    metric: str = "cosine",
 ) -> torch.Tensor:
     """Predicted class of each query: (Q, D), (B, D), (B,) -> (Q,).
 
-    Features are L2-normalised here, so raw encoder outputs can be passed. Queries are processed
-    in chunks so that the (chunk, B) similarity matrix stays small for large banks.
+    `cosine`: features are L2-normalised here, so raw encoder outputs can be passed, and each of
+    the k most similar bank features votes with exp(similarity / temperature). `euclidean`: the
+    k nearest by L2 distance d on the raw features, each voting with exp(-d^2 / (2 temperature)),
+    which on unit vectors is the cosine vote (d^2 = 2 - 2 cos) up to a factor per query. Queries
+    are processed in chunks so that the (chunk, B) score matrix stays small for large banks.
     """
-    if k < 1:
-        raise ValueError(f"k={k} is invalid: must be an integer >= 1")
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature} is invalid: must be > 0")
-    k = min(k, bank.shape[0])
-    bank = F.normalize(bank.float(), dim=1)
+    _check(k, temperature, metric)
     predictions = []
-    for chunk in F.normalize(queries.float(), dim=1).split(chunk_size):
-        sim, idx = (chunk @ bank.T).topk(k, dim=1)  # (q, k)
-        weights = (sim / temperature).exp()
-        votes = torch.zeros(chunk.shape[0], num_classes, device=chunk.device)
-        votes.scatter_add_(1, bank_labels[idx], weights)  # (q, num_classes)
-        predictions.append(votes.argmax(dim=1))
+    for scores, indices in _neighbours(queries, bank, min(k, len(bank)), metric, chunk_size):
+        predictions.append(_vote(scores, bank_labels[indices], num_classes, temperature, metric))
     return torch.cat(predictions)
 
 
@@ -51,6 +51,71 @@ def knn_accuracy(
     num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     predicted = weighted_knn_predict(queries, bank, bank_labels, num_classes, **knn_kwargs)
     return (predicted == query_labels).float().mean().item()
+
+
+def knn_grid(
+    queries: torch.Tensor,
+    query_labels: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    ks: Sequence[int],
+    temperatures: Sequence[float],
+    metric: str = "cosine",
+    chunk_size: int = 1024,
+) -> dict[tuple[int, float], float]:
+    """`knn_accuracy` for every (k, temperature) of `ks` x `temperatures`, from one neighbour
+    search for the largest k (the neighbours come sorted, so each k takes the first k)."""
+    for k, temperature in itertools.product(ks, temperatures):
+        _check(k, temperature, metric)
+    num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
+    correct = dict.fromkeys(itertools.product(ks, temperatures), 0)
+    neighbours = _neighbours(queries, bank, min(max(ks), len(bank)), metric, chunk_size)
+    for (scores, indices), labels in zip(neighbours, query_labels.split(chunk_size), strict=True):
+        neighbour_labels = bank_labels[indices]  # (q, max k)
+        for k, temperature in correct:
+            votes = (scores[:, :k], neighbour_labels[:, :k], num_classes, temperature, metric)
+            correct[k, temperature] += int((_vote(*votes) == labels).sum())
+    return {key: count / len(queries) for key, count in correct.items()}
+
+
+def _check(k: int, temperature: float, metric: str) -> None:
+    if k < 1:
+        raise ValueError(f"k={k} is invalid: must be an integer >= 1")
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} is invalid: must be > 0")
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is invalid: must be one of {', '.join(METRICS)}")
+
+
+def _neighbours(
+    queries: torch.Tensor, bank: torch.Tensor, k: int, metric: str, chunk_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """For each chunk of queries, the scores (q, k) and bank indices (q, k) of their k nearest
+    bank features, nearest first: cosine similarity, or -d^2 / 2 for `euclidean`."""
+    queries, bank = queries.float(), bank.float()
+    if metric == "cosine":
+        queries, bank = F.normalize(queries, dim=1), F.normalize(bank, dim=1)
+    else:
+        bank_half_sq = bank.square().sum(1) / 2  # (B,)
+    for chunk in queries.split(chunk_size):
+        scores = chunk @ bank.T  # (q, B)
+        if metric == "euclidean":  # -|q - b|^2 / 2 = q.b - |b|^2 / 2 - |q|^2 / 2
+            scores = scores - bank_half_sq - chunk.square().sum(1, keepdim=True) / 2
+        yield scores.topk(k, dim=1)
+
+
+def _vote(
+    scores: torch.Tensor, labels: torch.Tensor, num_classes: int, temperature: float, metric: str
+) -> torch.Tensor:
+    """The class with the most weight among each query's neighbours: (q, k), (q, k) -> (q,)."""
+    if metric == "euclidean":
+        # exp(-d^2 / 2t) underflows to 0 for large distances: relative to the nearest neighbour's,
+        # a factor per query that changes no vote's winner.
+        scores = scores - scores[:, :1]
+    weights = (scores / temperature).exp()
+    votes = torch.zeros(scores.shape[0], num_classes, device=scores.device)
+    votes.scatter_add_(1, labels, weights)  # (q, num_classes)
+    return votes.argmax(dim=1)
 
 
 def whole_split(
@@ -75,3 +140,19 @@ def whole_split(
     first = torch.full((size,), len(indices), device=indices.device)
     first.scatter_reduce_(0, indices, torch.arange(len(indices), device=indices.device), "amin")
     return features[first], labels[first]  # first occurrence of each sample, dataset order
+
+
+def whole_loader_split(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    loader: DataLoader,
+    world_size: int,
+    all_gather: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`whole_split` of what this rank computed over `loader`, in loader order: features (m, D)
+    (or any per-sample values (m,)) and labels (m,) -> the whole split's, each sample once, on
+    every rank. As given in one process."""
+    if world_size == 1:
+        return features, labels
+    indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
+    return whole_split(features, labels, indices, len(loader.dataset), all_gather)

@@ -62,9 +62,10 @@ def sample_orbits(
 
 def orbits_of_test_split(datamodule, n_anchors: int, n_views: int, seed: int = 0) -> Orbits:
     """Orbits of a set-up `MultiViewDataModule`'s test split: the images its validation queries
-    loader serves (the second of [bank, queries]), views from its `train_transform`. The one
-    recipe the callbacks and `orbitcl.analyze` share, so their numbers agree."""
-    queries = datamodule.val_dataloader()[1].dataset  # ImageDataset of the test split
+    loader serves (the last of [bank, queries]; without labels the only one), views from its
+    `train_transform`. The one recipe the callbacks and `orbitcl.analyze` share, so their numbers
+    agree."""
+    queries = datamodule.val_dataloader()[-1].dataset  # ImageDataset of the test split
     return sample_orbits(
         queries.images,
         queries.labels,

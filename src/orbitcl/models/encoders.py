@@ -63,3 +63,18 @@ class ResNet18CIFAR(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, 32, 32) -> (B, 512)
         return self.net(x)
+
+    def torchvision_recipe(self, path: str) -> str:
+        """Python code that loads this encoder's state dict, saved at `path` (`orbitcl.export`),
+        into torchvision's `resnet18`: its keys lose the `net.` prefix, and the stem is replaced
+        by this one, which torchvision's 7x7 stride-2 conv and max-pool cannot hold."""
+        return (
+            "import torch, torchvision\n"
+            "resnet = torchvision.models.resnet18(weights=None)\n"
+            f"resnet.conv1 = torch.nn.Conv2d({self.net.conv1.in_channels}, 64, kernel_size=3, "
+            "stride=1, padding=1, bias=False)\n"
+            "resnet.maxpool = torch.nn.Identity()\n"
+            "resnet.fc = torch.nn.Identity()  # features (N, 512); trained without a classifier\n"
+            f"state = torch.load({path!r}, weights_only=True)\n"
+            'resnet.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})\n'
+        )

@@ -15,15 +15,18 @@ import wandb
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from orbitcl.callbacks import names
-from orbitcl.data import DataNotFoundError
+from orbitcl.data import DataNotFoundError, MultiViewDataModule
 from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
+from orbitcl.training.objectives import needs_of
+from orbitcl.training.optimizers import check_lr_scaling
 from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
 from orbitcl.training.speed import apply_speed_switches
 
@@ -40,8 +43,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     datamodule = build("dataset", cfg.dataset)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
+    terms = {"loss": loss} | {f"aux.{name}.loss": term for name, (_, term) in aux.items()}
+    _check_labels(datamodule, terms)  # before any data is read
     optimizer = build("optim.optimizer", cfg.optim.optimizer)
     scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
+    lr_scaling = cfg.optim.get("lr_scaling", "none")
+    try:
+        check_lr_scaling(lr_scaling)
+    except ValueError as err:
+        raise ConfigError(f"optim.{err}") from err
     try:
         module = ContrastiveModule(
             encoder,
@@ -51,6 +61,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             scheduler,
             on_nonfinite_loss=cfg.on_nonfinite_loss,
             aux=aux,
+            lr_scaling=lr_scaling,
             **cfg.eval,
         )
     except ValueError as err:  # its arguments are top-level keys: the message names them
@@ -80,15 +91,38 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     # weights_only: a checkpoint holds tensors and plain data, and loading it runs no code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    if module.last_knn_step != trainer.global_step:  # e.g. max_steps ended mid-epoch
+    if module.last_validated_step != trainer.global_step:  # e.g. max_steps ended mid-epoch
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    accuracy = float(trainer.callback_metrics[names.KNN_ACC])
-    if trainer.is_global_zero:
-        print(
-            f"kNN accuracy ({cfg.eval.knn_k}-NN, {datamodule.__class__.__name__} test split): "
-            f"{accuracy:.4f}"
-        )
+    split = f"{datamodule.__class__.__name__} test split"
+    metrics = trainer.callback_metrics
+    # The kNN line last: the line scripts (and the notebook) read as the run's result.
+    if trainer.is_global_zero and names.LINEAR_ACC in metrics:
+        print(f"online linear accuracy ({split}): {float(metrics[names.LINEAR_ACC]):.4f}")
+    if trainer.is_global_zero and names.KNN_ACC in metrics:
+        print(f"kNN accuracy ({cfg.eval.knn_k}-NN, {split}): {float(metrics[names.KNN_ACC]):.4f}")
     return last.final(trainer)
+
+
+def _check_labels(datamodule: MultiViewDataModule, terms: dict[str, nn.Module]) -> None:
+    """A loss term that needs class labels stops the run if some training images have none;
+    data without any labels is said once, since the label-based evaluation is then skipped."""
+    missing = datamodule.missing_labels  # e.g. "root='/data/x' is a flat folder of images, ..."
+    if missing is None:
+        return
+    for field, term in terms.items():
+        if needs_of(term).labels:
+            raise ConfigError(
+                f"{field}={term.__class__.__name__} is invalid: it needs the class label of every "
+                f"training image, and dataset.{missing}"
+            )
+    if datamodule.num_classes == 0:
+        log.warning(
+            "No class labels (dataset.%s): kNN and online linear evaluation (%s, %s) are "
+            "skipped; training and the orbit diagnostics run",
+            missing,
+            names.KNN_ACC,
+            names.LINEAR_ACC,
+        )
 
 
 def _auxiliary_terms(node: DictConfig | None) -> dict:
@@ -146,7 +180,7 @@ def run(cfg: DictConfig) -> float | None:
     if in_multirun():  # the outcome goes to run_dir/result.json; a failed job ends only itself
         return run_job(train, cfg, run_dir)
     try:
-        return train(cfg, run_dir)[names.KNN_ACC]
+        return train(cfg, run_dir).get(names.KNN_ACC)
     except (ConfigError, DataNotFoundError) as err:
         _discard_if_empty(run_dir)
         print(f"orbitcl: error: {err}", file=sys.stderr)

@@ -6,13 +6,15 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from orbitcl.callbacks import names
 from orbitcl.losses.base import Loss
-from orbitcl.metrics.knn import knn_accuracy, whole_split
+from orbitcl.metrics.knn import knn_accuracy, whole_loader_split
 from orbitcl.training.nonfinite import NonFiniteLossError, embedding_report
 from orbitcl.training.objectives import gathering, needs_of, objective_for, pairs_of
+from orbitcl.training.optimizers import check_lr_scaling, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,12 @@ class ContrastiveModule(L.LightningModule):
 
     `optimizer` is called with the parameters; `scheduler`, if given, is called with the optimizer
     and `total_steps` (the trainer's estimate) and is stepped after every optimisation step.
-    Validation expects two loaders, [bank, queries], and logs the weighted kNN accuracy of the
-    queries against the bank on encoder features.
+    `lr_scaling="linear"` scales the optimizer's learning rate by the global batch / 256 (the
+    datamodule's `batch_size` x processes x accumulated batches). Validation expects two loaders,
+    [bank, queries], and logs the weighted kNN accuracy of the queries against the bank on
+    encoder features; a datamodule without labels serves [queries] alone, and no kNN is run.
+    Training steps return the step's detached encoder features and projections, validation
+    steps the encoder features, for the callbacks (e.g. the online linear classifier).
 
     Under DDP (world size > 1) the loss gathers the embeddings of all ranks (its
     `gather_distributed`, switched on in `setup`), so training equals one-process training on the
@@ -57,6 +63,7 @@ class ContrastiveModule(L.LightningModule):
         knn_temperature: float = 0.1,
         on_nonfinite_loss: str = "stop",
         aux: dict[str, tuple[float, nn.Module]] | None = None,
+        lr_scaling: str = "none",
     ):
         super().__init__()
         self.encoder = encoder
@@ -82,6 +89,8 @@ class ContrastiveModule(L.LightningModule):
         self._sized = [term for term in losses if needs_of(term).train_set_size]
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        check_lr_scaling(lr_scaling)
+        self.lr_scaling = lr_scaling
         self.knn_k = knn_k
         self.knn_temperature = knn_temperature
         if on_nonfinite_loss not in ("stop", "skip"):
@@ -90,7 +99,7 @@ class ContrastiveModule(L.LightningModule):
             )
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0  # batches skipped for a non-finite loss
-        self.last_knn_step: int | None = None  # global step of the latest kNN evaluation
+        self.last_validated_step: int | None = None  # global step of the latest validation
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def setup(self, stage: str) -> None:
@@ -112,10 +121,12 @@ class ContrastiveModule(L.LightningModule):
         return self.encoder(images)
 
     def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor | list]:
-        """Returns the loss and, for callbacks, the detached projections of each view."""
+        """Returns the loss and, for callbacks, the detached features and projections of each
+        view."""
         views, labels = batch  # V tensors of (B, C, H, W), (B,)
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
-        zs = self.projector(self.encoder(torch.cat(views))).chunk(len(views))  # V x (B, d)
+        features = self.encoder(torch.cat(views))  # (V*B, e)
+        zs = self.projector(features).chunk(len(views))  # V x (B, d)
         main = self.objective(self.loss, zs, views, labels)  # (P,): one per pair of views
         aux = {
             name: self.aux_objectives[name](term, zs, views, labels)
@@ -137,7 +148,11 @@ class ContrastiveModule(L.LightningModule):
             for name, values in aux.items():
                 self.log(f"train/aux/{name}", values.mean(), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        return {"loss": loss, "projections": [z.detach() for z in zs]}
+        return {
+            "loss": loss,
+            "projections": [z.detach() for z in zs],
+            "features": list(features.detach().chunk(len(views))),  # V x (B, e)
+        }
 
     def _non_finite(self, terms, zs, batch_idx: int) -> None:
         """Stops before the optimiser step with a diagnosis, or skips the batch (returns None,
@@ -166,12 +181,19 @@ class ContrastiveModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {}
 
-    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Stores and returns the encoder features (B, e) of a batch of a validation loader."""
         images, labels = batch
-        self._val_outputs.setdefault(dataloader_idx, []).append((self(images), labels))
+        features = self(images)
+        self._val_outputs.setdefault(dataloader_idx, []).append((features, labels))
+        return features
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or len(self._val_outputs) != 2:
+        if self.trainer.sanity_checking:
+            return
+        self.last_validated_step = self.global_step
+        if len(self._val_outputs) != 2:  # [queries] alone: no labels to vote with
+            self._val_outputs = {}
             return
         bank, bank_labels = self._collected(0)
         queries, query_labels = self._collected(1)
@@ -181,21 +203,30 @@ class ContrastiveModule(L.LightningModule):
         # Every rank computes it from the same gathered features; sync_dist makes the logged value
         # identical on all ranks even if their kNN rounds differently.
         self.log(names.KNN_ACC, accuracy, prog_bar=True, sync_dist=True)
-        self.last_knn_step = self.global_step
         self._val_outputs = {}
 
     def _collected(self, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (M, D) and labels (M,) of the whole split of loader `dataloader_idx`."""
         features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
-        features, labels = torch.cat(features), torch.cat(labels)
-        if self.trainer.world_size == 1:
-            return features, labels
         loader = self.trainer.val_dataloaders[dataloader_idx]
-        indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
-        return whole_split(features, labels, indices, len(loader.dataset), self.all_gather)
+        return whole_loader_split(
+            torch.cat(features), torch.cat(labels), loader, self.trainer.world_size, self.all_gather
+        )
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scaling != "none":
+            trainer = self.trainer
+            # Every process of every node, and the batches accumulated into one step.
+            global_batch = (
+                trainer.datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = scaled_lr(group["lr"], global_batch, self.lr_scaling)
+            rank_zero_info(
+                f"lr_scaling={self.lr_scaling}: global batch {global_batch}, "
+                f"lr {optimizer.param_groups[0]['lr']:g}"
+            )
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

@@ -21,6 +21,7 @@ MAY_CHANGE_ON_RESUME = (
     "eval.",
     "hydra.",
     "dataset.data_dir",
+    "dataset.root",  # an image folder, moved
     "dataset.download",
     "dataset.num_workers",
     "dataset.eval_batch_size",

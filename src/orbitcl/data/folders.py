@@ -1,0 +1,212 @@
+"""Your own images: a folder in torchvision's ImageFolder layout (labels from class folders) or a
+flat folder of images (no labels), read one image at a time in the DataLoader workers.
+
+    root/<class>/.../<image>                      labelled by class folder (sorted names: 0, 1, ...)
+    root/<image>                                  flat: every image labelled NO_LABEL (-1)
+    root/train/... with root/test/... (or val/)   the same, with the test split given
+
+Without a test (or val) folder, a held-out split is carved from the images: per class, a
+`test_fraction` of them chosen by a permutation seeded with `split_seed`, so the same files always
+give the same split. Files count as images by their extension (torchvision's `IMG_EXTENSIONS`);
+folders whose name starts with "." are skipped. Each image is decoded, converted to `channels`,
+resized (shorter side) and centre-cropped to `image_size` when it is read; a file that cannot be
+decoded stops the run, naming it.
+"""
+
+import logging
+import os
+from collections.abc import Sequence
+from numbers import Integral
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.transforms.v2 import functional as F
+
+from orbitcl.data.datamodule import MultiViewDataModule, require_int
+from orbitcl.data.errors import DataNotFoundError
+from orbitcl.data.sources import NO_LABEL, Split
+
+log = logging.getLogger(__name__)
+
+Items = list[tuple[str, int]]  # (path, label) of each image
+
+
+class ImageFiles:
+    """Images read from files when indexed: `files[i]` is image i, uint8 (C, S, S); indexing with
+    several indices (a tensor or list) gives them stacked, (n, C, S, S). Only paths are held, so
+    DataLoader workers receive it cheaply and do the decoding."""
+
+    def __init__(self, paths: Sequence[str], size: int, channels: int):
+        self.paths = list(paths)
+        self.size = size
+        self.mode = {1: "L", 3: "RGB"}[channels]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index) -> Tensor:
+        if isinstance(index, Integral) or (isinstance(index, Tensor) and index.ndim == 0):
+            return self.read(self.paths[int(index)])
+        return torch.stack([self.read(self.paths[int(i)]) for i in index])
+
+    def read(self, path: str) -> Tensor:
+        try:
+            with Image.open(path) as image:
+                image = image.convert(self.mode)  # decodes the whole file
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataNotFoundError(
+                f"{path} cannot be read as an image ({err.__class__.__name__}: {err}); "
+                "delete or replace it"
+            ) from err
+        image = F.center_crop(F.resize(image, [self.size]), [self.size])  # shorter side first
+        return F.pil_to_tensor(image)  # (C, S, S) uint8
+
+
+class ImageFolderDataModule(MultiViewDataModule):
+    """A folder of images (layouts: this module's docstring) as n augmented views per image, made
+    per sample in the DataLoader workers (`pipeline` must be `per_sample`: the images are not in
+    memory). With class folders the kNN monitor, the online linear classifier and label-using
+    losses have labels; a flat folder has none (`missing_labels`), and only training and the
+    label-free diagnostics run.
+
+    `root` is checked and its layout read when built (a directory listing); the images are
+    listed in `prepare_data` and `setup`, and decoded when read.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        image_size: int = 64,
+        channels: int = 3,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        **kwargs,
+    ):
+        if kwargs.get("pipeline", "per_sample") != "per_sample":
+            raise ValueError(
+                f"pipeline={kwargs['pipeline']!r} is invalid: an image folder is decoded one "
+                "image at a time in the DataLoader workers, so its views are made there too; "
+                "use 'per_sample'"
+            )
+        require_int("image_size", image_size, 1)
+        if channels not in (1, 3):
+            raise ValueError(f"channels={channels!r} is invalid: must be 1 (grey) or 3 (RGB)")
+        mean = kwargs.get("mean", (0.5,))
+        if len(mean) != channels:
+            raise ValueError(
+                f"mean={list(mean)} is invalid: must hold one value per channel "
+                f"(channels={channels}); see the README for computing them"
+            )
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction={test_fraction} is invalid: must be in (0, 1)")
+        super().__init__(**kwargs)
+        if root is None or not Path(root).expanduser().is_dir():
+            raise ValueError(
+                f"root={None if root is None else str(root)!r} is invalid: must be a directory "
+                "of images, or of class folders of images"
+            )
+        self.root = Path(root).expanduser()
+        self.image_size = image_size
+        self.channels = channels
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.train_dir, self.test_dir = split_folders(self.root)
+        self.classes = class_folders(self.train_dir)
+        self.num_classes = len(self.classes)
+        if not self.classes:
+            self.missing_labels = (
+                f"root={str(self.root)!r} is a flat folder of images, without class folders"
+            )
+        self._items: tuple[Items, Items] | None = None
+
+    def prepare_data(self) -> None:
+        # An empty or unusable folder fails here, before anything is written.
+        train, _ = self.items()
+        if len(train) < self.batch_size:  # drop_last: not one training step
+            raise DataNotFoundError(
+                f"{len(train)} training images in {self.train_dir}, fewer than one batch "
+                f"(dataset.batch_size={self.batch_size}): lower it or add images"
+            )
+
+    def load_split(self, train: bool) -> Split:
+        paths, labels = zip(*self.items()[0 if train else 1], strict=True)
+        files = ImageFiles(paths, self.image_size, self.channels)
+        return files, torch.tensor(labels, dtype=torch.int64)
+
+    def items(self) -> tuple[Items, Items]:
+        """(train, test) lists of (path, label), listed once."""
+        if self._items is None:
+            train = list_images(self.train_dir, self.classes)
+            if self.test_dir is not None:
+                test = list_images(self.test_dir, self.classes)
+            else:
+                held = held_out([label for _, label in train], self.test_fraction, self.split_seed)
+                test = [item for item, out in zip(train, held, strict=True) if out]
+                train = [item for item, out in zip(train, held, strict=True) if not out]
+            if not test:
+                raise DataNotFoundError(
+                    f"no test images: {self.test_dir or self.root} has too few images to hold "
+                    "some out (at least 2 per class)"
+                )
+            self._items = train, test
+        return self._items
+
+
+def split_folders(root: Path) -> tuple[Path, Path | None]:
+    """(train folder, test folder or None): root/train with root/test or root/val, else root."""
+    test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+    if (root / "train").is_dir() and test is not None:
+        return root / "train", test
+    return root, None
+
+
+def class_folders(folder: Path) -> list[str]:
+    """The sorted names of the folders in `folder` (not hidden ones): its classes."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def list_images(folder: Path, classes: list[str]) -> Items:
+    """(path, label) of every image in `folder`: in the folders of `classes` (label: the class's
+    position), or with no `classes` directly in `folder` (label: NO_LABEL); sorted by path."""
+    loose = sorted(str(p) for p in folder.iterdir() if p.is_file() and _is_image(p))
+    if not classes:
+        if not loose:
+            raise DataNotFoundError(
+                f"no images in {folder}: expected image files ({', '.join(IMG_EXTENSIONS)}) or "
+                "class folders of them"
+            )
+        return [(path, NO_LABEL) for path in loose]
+    present = class_folders(folder)
+    if unknown := sorted(set(present) - set(classes)):
+        raise DataNotFoundError(
+            f"{folder} has class folders that the training images do not: {', '.join(unknown)}"
+        )
+    if loose:
+        log.warning("%d images in %s outside any class folder are left out", len(loose), folder)
+    index = {name: i for i, name in enumerate(classes) if name in present}
+    try:
+        return make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)
+    except (FileNotFoundError, ValueError) as err:  # a class folder without images, or none
+        raise DataNotFoundError(f"{folder}: {err}") from err
+
+
+def held_out(labels: list[int], fraction: float, seed: int) -> list[bool]:
+    """Which images form the held-out split: in each class (one group for unlabelled images),
+    `round(fraction * n)` of its n images, at least one and never all when n >= 2, chosen by a
+    permutation seeded with `seed` over the images in the order given."""
+    generator = torch.Generator().manual_seed(seed)
+    labels_t = torch.tensor(labels)
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for label in sorted(set(labels)):
+        members = (labels_t == label).nonzero().flatten()
+        n = len(members)
+        count = min(n - 1, max(1, round(fraction * n)))
+        held[members[torch.randperm(n, generator=generator)[:count]]] = True
+    return held.tolist()
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS
