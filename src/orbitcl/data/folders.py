@@ -98,7 +98,7 @@ class ImageFolderDataModule(MultiViewDataModule):
         if len(mean) != channels:
             raise ValueError(
                 f"mean={list(mean)} is invalid: must hold one value per channel "
-                f"(channels={channels}); see the README for computing them"
+                f"(channels={channels}); python -m orbitcl.data.stats ROOT computes them"
             )
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction={test_fraction} is invalid: must be in (0, 1)")

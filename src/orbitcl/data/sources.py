@@ -190,19 +190,21 @@ def _check_stl10_sizes(folder: Path, part: str) -> None:
     """Raises DataNotFoundError if a file of `part` ("train", "test", "unlabeled") cannot hold
     whole 3x96x96 images, or one label per image."""
     images = folder / f"{part}_X.bin"
-    count, remainder = divmod(images.stat().st_size, _STL10_IMAGE_BYTES)
-    problem = None
+    size = images.stat().st_size
+    count, remainder = divmod(size, _STL10_IMAGE_BYTES)
+    labels = folder / f"{part}_y.bin"
     if remainder or not count:
-        problem = f"{images.name}: corrupt or truncated ({images.stat().st_size} bytes is not a "
-        problem += f"positive multiple of {_STL10_IMAGE_BYTES}, one 3x96x96 image)"
-    elif part != "unlabeled" and (labels := folder / f"{part}_y.bin").stat().st_size != count:
+        what = f"{size} bytes, not a positive multiple of {_STL10_IMAGE_BYTES} (3x96x96)"
+        problem = f"{images.name}: corrupt or truncated ({what})"
+    elif part != "unlabeled" and labels.stat().st_size != count:
         problem = f"{labels.name}: corrupt or truncated ({labels.stat().st_size} labels for "
         problem += f"{count} images)"
-    if problem:
-        raise DataNotFoundError(
-            f"STL-10 data in {folder} is corrupt: {problem}. Delete it and download again "
-            "(dataset.download=true), or copy intact files there."
-        )
+    else:
+        return
+    raise DataNotFoundError(
+        f"STL-10 data in {folder} is corrupt: {problem}. Delete it and download again "
+        "(dataset.download=true), or copy intact files there."
+    )
 
 
 def _ensure_present(
