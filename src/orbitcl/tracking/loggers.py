@@ -63,7 +63,10 @@ def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogge
             log.info("W&B run online: %s", logger.experiment.url)
             return logger
         except Exception as err:  # any failure of the service must not stop training
+            # The failed run keeps its id registered in this process's W&B service: a fresh
+            # service lets the offline run take the same id.
             wandb.finish()
+            wandb.teardown()
             reason = f"the W&B run could not start online ({err.__class__.__name__}: {err})"
             mode = "offline"
     if mode == "offline":
@@ -74,7 +77,19 @@ def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogge
             offline_dir,
             offline_dir / "offline-run-*",
         )
-    return _start(save_dir, project, name, mode, **kwargs)
+    try:
+        return _start(save_dir, project, name, mode, **kwargs)
+    except Exception as err:  # e.g. the id still held by the W&B service of a killed process
+        new = new_run_id()
+        log.warning(
+            "W&B could not continue run %s (%s: %s): logging to a new W&B run, %s",
+            kwargs["id"],
+            err.__class__.__name__,
+            err,
+            new,
+        )
+        wandb.teardown()
+        return _start(save_dir, project, name, mode, **{**kwargs, "id": new})
 
 
 def run_id(run_dir: Path) -> str:
@@ -89,13 +104,18 @@ def run_id(run_dir: Path) -> str:
         if RUN_ID.fullmatch(stored):
             return stored
         log.warning("%s holds no W&B run id (%r): starting a new W&B run", path, stored[:80])
-    new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    new = new_run_id()
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(new + "\n")
         os.replace(partial, path)
     return new
+
+
+def new_run_id() -> str:
+    """8 random characters of [a-z0-9], like W&B's own run ids."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def quiet_lightning_tips() -> None:
