@@ -4,29 +4,35 @@ variant, as weightings of the weighted InfoNCE core (``losses.weighted``)."""
 import torch
 from torch import Tensor
 
-from orbitcl.losses.weighted import (
-    WeightedInfoNCELoss,
-    check_class_labels,
-    normalised_rows,
-    same_label,
-    weighted_info_nce,
-)
+from orbitcl.losses.weight_forms import ClassWeights, class_indices
+from orbitcl.losses.weighted import WeightedInfoNCELoss, check_class_labels, weighted_info_nce
+
+
+def supcon_class_weights(labels: Tensor) -> ClassWeights:
+    """``W_ij = 1[y_j = y_i] / |P(i)|`` over the 2N anchors, ``P(i)`` the same-class anchors other
+    than i (it always holds i's other view); labels (N,) of the images: affinity I."""
+    classes, n_classes = class_indices(labels)
+    return ClassWeights(classes, torch.eye(n_classes, dtype=torch.float64, device=labels.device))
+
+
+def soft_supcon_class_weights(labels: Tensor, epsilon: float) -> ClassWeights:
+    """``W_ij`` proportional to 1 for a same-class j, to ``epsilon`` for another class's, rows
+    normalised, ``W_ii = 0`` (geometry.md): affinity ``epsilon + (1 - epsilon) I``."""
+    classes, n_classes = class_indices(labels)
+    eye = torch.eye(n_classes, dtype=torch.float64, device=labels.device)
+    return ClassWeights(classes, eye.mul_(1 - epsilon).add_(epsilon))
 
 
 def supcon_weights(labels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``W_ij = 1[y_j = y_i] / |P(i)|`` over the 2N anchors, ``P(i)`` the same-class anchors other
-    than i (it always holds i's other view); labels (N,) of the images."""
-    return normalised_rows(same_label(labels).to(dtype))
+    """SupCon's (2N, 2N) weights (``supcon_class_weights``)."""
+    return supcon_class_weights(labels).dense(dtype)
 
 
 def soft_supcon_weights(
     labels: Tensor, epsilon: float, dtype: torch.dtype = torch.float32
 ) -> Tensor:
-    """``W_ij`` proportional to 1 for a same-class j, to ``epsilon`` for another class's, rows
-    normalised, ``W_ii = 0`` (geometry.md)."""
-    # epsilon + (1 - epsilon) 1[same]: 1 for a same-class anchor, epsilon for another's
-    affinity = same_label(labels).to(dtype).mul_(1 - epsilon).add_(epsilon)
-    return normalised_rows(affinity)
+    """Soft SupCon's (2N, 2N) weights (``soft_supcon_class_weights``)."""
+    return soft_supcon_class_weights(labels, epsilon).dense(dtype)
 
 
 def check_epsilon(epsilon: float) -> None:
@@ -41,8 +47,7 @@ def supcon(
     over the anchors of ``images`` (default: all 2N), ``P(i)`` being the other anchors with the
     label of i (its other view among them); ``labels`` (N,) are those of the images."""
     check_class_labels(labels, len(z_a), "SupCon")
-    dtype = torch.promote_types(z_a.dtype, torch.float32)
-    weights = supcon_weights(labels, dtype)
+    weights = supcon_class_weights(labels.to(z_a.device))
     return weighted_info_nce(z_a, z_b, weights, temperature, images, validate=False)
 
 
@@ -70,8 +75,8 @@ class SupConLoss(WeightedInfoNCELoss):
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
         super().__init__(temperature, gather_distributed)
 
-    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
-        return supcon_weights(labels, dtype)
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
+        return supcon_class_weights(labels)
 
 
 class SoftSupConLoss(WeightedInfoNCELoss):
@@ -87,5 +92,5 @@ class SoftSupConLoss(WeightedInfoNCELoss):
         check_epsilon(epsilon)
         self.epsilon = epsilon
 
-    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
-        return soft_supcon_weights(labels, self.epsilon, dtype)
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
+        return soft_supcon_class_weights(labels, self.epsilon)

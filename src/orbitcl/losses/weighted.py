@@ -12,7 +12,9 @@ the weights decide the geometry a loss aims for. NT-Xent is ``W_ij = 1[j = p(i)]
 The core runs on the blocked kernels of NT-Xent (``kernels.blocked``): the weights take the place
 of the one-hot positive, in the forward (``sum_j W_ij s_ij / tau``) and the backward
 (``P - W``); no gradient flows into W. Each weighting is a small module over it, building W from
-the batch's labels (gathered under DDP by ``ContrastiveLoss``).
+the batch's labels (gathered under DDP by ``ContrastiveLoss``) in the form the kernels apply
+fastest (``weight_forms``): by class for SupCon, Soft SupCon and X-CLR (no (2N, 2N) matrix at
+all), row-scaled for y-Aware.
 """
 
 import torch
@@ -21,47 +23,40 @@ from torch import Tensor
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss, Needs
 from orbitcl.losses.functional import check_temperature
-
-ROW_SUM_TOLERANCE = 1e-6  # relative: rows built in float32 sum to 1 within a few eps
-
-
-def check_weights(weights: Tensor, n_anchors: int) -> None:
-    """Raise ValueError unless ``weights`` is (2N, 2N), non-negative, zero on the diagonal, with
-    rows summing to 1."""
-    if weights.shape != (n_anchors, n_anchors):
-        raise ValueError(
-            f"weights must have shape (2N, 2N) = ({n_anchors}, {n_anchors}), "
-            f"got {tuple(weights.shape)}"
-        )
-    if not torch.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("weights is invalid: every entry must be finite and >= 0")
-    if weights.diagonal().any():
-        raise ValueError("weights is invalid: the diagonal (an anchor with itself) must be 0")
-    rows = weights.sum(1, dtype=torch.float64)
-    if ((rows - 1).abs() > ROW_SUM_TOLERANCE).any():
-        worst = rows[(rows - 1).abs().argmax()].item()
-        raise ValueError(f"weights is invalid: every row must sum to 1 (one sums to {worst})")
+from orbitcl.losses.weight_forms import ClassWeights, RowScaledWeights, check_weights
 
 
 def weighted_info_nce(
     z_a: Tensor,
     z_b: Tensor,
-    weights: Tensor,
+    weights: Tensor | ClassWeights | RowScaledWeights,
     temperature: float,
     images: slice | None = None,
     validate: bool = True,
 ) -> Tensor:
     """``L_W`` over the anchors of ``images`` (default: all 2N), ``weights`` (2N, 2N) over all
-    anchors ``[z_a; z_b]``; float32 at least, like the other losses. ``validate=False`` skips
-    ``check_weights`` (four passes over W) for weights valid by construction (the modules')."""
+    anchors ``[z_a; z_b]``, or one of the forms that spare the kernels passes over a dense W
+    (``weight_forms``); float32 at least, like the other losses. ``validate=False`` skips the
+    check of the weights (passes over a dense W) for weights valid by construction (the
+    modules')."""
     check_temperature(temperature)
     z = kernels.unit_anchors(z_a, z_b, 1, "weighted InfoNCE")
     if validate:
-        check_weights(weights, len(z))
+        if isinstance(weights, Tensor):
+            check_weights(weights, len(z))
+        else:
+            weights.check(len(z))
     z_rows, cols = kernels.anchor_rows(z, images)
-    targets = weights.detach().to(z.dtype)
-    if images is not None:
-        targets = targets[cols]  # (2n, 2N): the rows of this process's anchors
+    rows = slice(None) if images is None else cols  # this process's anchors' rows
+    if isinstance(weights, ClassWeights):
+        y = weights.classes.to(z.device).repeat(2)
+        affinity = weights.affinity.detach().to(z.device, z.dtype)
+        targets = kernels.ClassTargets(y, affinity, cols)
+    elif isinstance(weights, RowScaledWeights):
+        kernel, scale = (x.detach().to(z.dtype)[rows] for x in (weights.kernel, weights.scale))
+        targets = kernels.RowScaledTargets(kernel, scale)
+    else:
+        targets = weights.detach().to(z.dtype)[rows]  # (2n, 2N)
     hyper = kernels.Hyper(temperature, 1.0, 0.0, tension=False, through_t=False)
     return kernels.BlockedInfoNCE.apply(z_rows, z, cols, hyper, targets)
 
@@ -70,19 +65,6 @@ def weight_entropy(weights: Tensor) -> Tensor:
     """``H(W) = -(1/2N) sum_ij W_ij log W_ij`` (0 log 0 = 0): the lower bound of ``L_W``."""
     w = weights.to(torch.float64)
     return -torch.xlogy(w, w).sum() / len(w)
-
-
-def normalised_rows(affinity: Tensor) -> Tensor:
-    """``affinity`` (2N, 2N) >= 0 with its diagonal zeroed and each row divided by its sum, in
-    place (callers pass a matrix of their own)."""
-    affinity.fill_diagonal_(0.0)
-    return affinity.div_(affinity.sum(1, keepdim=True))
-
-
-def same_label(labels: Tensor) -> Tensor:
-    """(2N, 2N) bool: anchors i and j carry the same label; labels (N,) are repeated per view."""
-    anchor_labels = labels.repeat(2)
-    return anchor_labels[:, None] == anchor_labels[None, :]
 
 
 def check_class_labels(labels: Tensor, n: int, loss: str) -> None:
@@ -98,7 +80,7 @@ def check_class_labels(labels: Tensor, n: int, loss: str) -> None:
 
 class WeightedInfoNCELoss(ContrastiveLoss):
     """A weighted InfoNCE loss: subclasses check the labels of the N images (``check_labels``) and
-    build ``weights(labels)`` (2N, 2N) from them; the loss is ``weighted_info_nce`` of those."""
+    build their weights (``kernel_weights``); the loss is ``weighted_info_nce`` of those."""
 
     needs = Needs(labels=True)
 
@@ -110,11 +92,16 @@ class WeightedInfoNCELoss(ContrastiveLoss):
     def check_labels(self, labels: Tensor, n: int) -> None:
         check_class_labels(labels, n, self.__class__.__name__)
 
-    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights | RowScaledWeights:
+        """The weights of the labels in the form the kernels apply fastest (``weight_forms``)."""
         raise NotImplementedError
+
+    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+        """The (2N, 2N) matrix W of the labels, e.g. for ``weight_entropy``."""
+        return self.kernel_weights(labels, dtype).dense(dtype)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None, labels: Tensor) -> Tensor:
         self.check_labels(labels, len(z_a))
         dtype = torch.promote_types(z_a.dtype, torch.float32)  # the anchors' (unit_anchors)
-        weights = self.weights(labels.to(z_a.device), dtype)
+        weights = self.kernel_weights(labels.to(z_a.device), dtype)
         return weighted_info_nce(z_a, z_b, weights, self.temperature, images, validate=False)

@@ -7,7 +7,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from orbitcl.losses.weight_forms import ClassWeights
 from orbitcl.losses.weighted import WeightedInfoNCELoss
+
+
+def xclr_class_weights(
+    labels: Tensor, class_similarity: Tensor, target_temperature: float
+) -> ClassWeights:
+    """``W_ij = softmax_{j != i}(S_c[y_i, y_j] / tau_s)`` over the 2N anchors (the self entry
+    masked), ``labels`` (N,) class indices into the C x C ``class_similarity``: affinity
+    ``exp(S_c / tau_s)``, each row shifted by its largest entry over the classes in the batch (a
+    softmax does not see the shift; the largest present term is 1, so no row's sum underflows).
+    Absent classes' columns are 0: they weigh no anchor, and exp of them may overflow."""
+    logits = class_similarity.to(labels.device, torch.float64) / target_temperature  # (C, C)
+    present = torch.zeros(len(logits), dtype=torch.bool, device=labels.device)
+    present[labels] = True
+    top = logits.masked_fill(~present, float("-inf")).amax(1, keepdim=True)
+    return ClassWeights(labels, logits.sub_(top).exp_().masked_fill_(~present, 0.0))
 
 
 def xclr_weights(
@@ -16,12 +32,8 @@ def xclr_weights(
     target_temperature: float,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """``W_ij = softmax_{j != i}(S_c[y_i, y_j] / tau_s)`` over the 2N anchors (the self entry
-    masked), ``labels`` (N,) class indices into the C x C ``class_similarity``."""
-    y = labels.repeat(2)
-    scaled = class_similarity.to(labels.device, dtype) / target_temperature  # (C, C)
-    logits = scaled[y][:, y]  # (2N, 2N): S_c[y_i, y_j] / tau_s
-    return logits.fill_diagonal_(float("-inf")).softmax(1)
+    """X-CLR's (2N, 2N) weights (``xclr_class_weights``)."""
+    return xclr_class_weights(labels, class_similarity, target_temperature).dense(dtype)
 
 
 def load_class_similarity(class_similarity) -> Tensor:
@@ -69,11 +81,11 @@ class XCLRLoss(WeightedInfoNCELoss):
         self.target_temperature = target_temperature
         self.register_buffer("class_similarity", load_class_similarity(class_similarity))
 
-    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
         n_classes = len(self.class_similarity)
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
             raise ValueError(
                 f"labels must lie in [0, {n_classes}) for a {n_classes} x {n_classes} "
                 f"class_similarity, got [{int(labels.min())}, {int(labels.max())}]"
             )
-        return xclr_weights(labels, self.class_similarity, self.target_temperature, dtype)
+        return xclr_class_weights(labels, self.class_similarity, self.target_temperature)

@@ -4,21 +4,34 @@ weighted InfoNCE core (``losses.weighted``, geometry.md)."""
 import torch
 from torch import Tensor
 
+from orbitcl.losses.weight_forms import RowScaledWeights
 from orbitcl.losses.weighted import WeightedInfoNCELoss
 
 
-def y_aware_weights(labels: Tensor, sigma: float, dtype: torch.dtype = torch.float32) -> Tensor:
+def y_aware_kernel_weights(
+    labels: Tensor, sigma: float, dtype: torch.dtype = torch.float32
+) -> RowScaledWeights:
     """``w_ij = exp(-||y_i - y_j||^2 / (2 sigma^2))`` for ``j != i``, rows normalised, over the 2N
-    anchors; ``labels`` (N,) or (N, m) floats, repeated per view. (The authors' code normalises
-    by column sums through numpy broadcasting: a bug, not the method; geometry.md.)"""
+    anchors, as the kernel K and its inverse row sums; ``labels`` (N,) or (N, m) floats, repeated
+    per view. (The authors' code normalises by column sums through numpy broadcasting: a bug, not
+    the method; geometry.md.)"""
     y = labels.reshape(len(labels), -1).to(torch.promote_types(labels.dtype, dtype))
     y = y - y.mean(0)  # distances do not change; smaller norms round less below
     y = y.repeat(2, 1)  # (2N, m): the labels of [z_a; z_b]
-    # exp(-||y_i - y_j||^2 / 2 sigma^2) = exp(-||y_i||^2 / 2 sigma^2) exp((y_i . y_j -
-    # ||y_j||^2 / 2) / sigma^2): the first factor cancels in the row's normalisation, so a row of
-    # W is a softmax (stable for any sigma) of (y_i . y_j - ||y_j||^2 / 2) / sigma^2, j != i.
-    logits = (y @ y.T).sub_(y.square().sum(1) / 2).div_(sigma**2)  # (2N, 2N)
-    return logits.fill_diagonal_(float("-inf")).softmax(1).to(dtype)
+    half_sq = y.square().sum(1, keepdim=True) / 2  # ||y_i||^2 / 2
+    # -||y_i - y_j||^2 / 2 = y_i . y_j - ||y_i||^2 / 2 - ||y_j||^2 / 2, in one product of (m + 2)
+    # columns. It is <= 0 up to rounding, and 0 at i's other view (same label): every row's
+    # largest term is about exp(0) = 1, so no row sum underflows and none overflows.
+    ones = torch.ones_like(half_sq)
+    left = torch.cat([y, -half_sq, -ones], 1).div_(sigma**2)
+    kernel = torch.mm(left, torch.cat([y, ones, half_sq], 1).T).exp_()  # (2N, 2N)
+    kernel.fill_diagonal_(0.0)
+    return RowScaledWeights(kernel.to(dtype), kernel.sum(1).reciprocal_().to(dtype))
+
+
+def y_aware_weights(labels: Tensor, sigma: float, dtype: torch.dtype = torch.float32) -> Tensor:
+    """y-Aware's (2N, 2N) weights (``y_aware_kernel_weights``)."""
+    return y_aware_kernel_weights(labels, sigma, dtype).dense(dtype)
 
 
 class YAwareLoss(WeightedInfoNCELoss):
@@ -47,5 +60,5 @@ class YAwareLoss(WeightedInfoNCELoss):
                 "dataset=rotated_mnist, gives them)"
             )
 
-    def weights(self, labels: Tensor, dtype: torch.dtype) -> Tensor:
-        return y_aware_weights(labels, self.sigma, dtype)
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> RowScaledWeights:
+        return y_aware_kernel_weights(labels, self.sigma, dtype)

@@ -38,6 +38,7 @@ from torch import Tensor
 from orbitcl.losses.kernels import compiled, eager, one_view
 from orbitcl.losses.kernels.anchor_terms import AnchorTerms, anchor_terms, anchor_terms_backward
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
+from orbitcl.losses.kernels.targets import ClassTargets, RowScaledTargets
 from orbitcl.losses.kernels.workspace import scratch
 
 # A block's temporaries are (2b, 2N) each, about this many bytes: 2N = 4096 in float32 is one
@@ -109,6 +110,14 @@ def _per_row(terms: AnchorTerms | None, cols: Tensor) -> tuple[Tensor, ...]:
     return per_row + (terms.a, terms.pos_dist, terms.s[cols], terms.views_coincide)
 
 
+def _dense(targets) -> tuple[Tensor | None, Tensor | None]:
+    """Dense targets' matrix (2n, 2N) and row scale (2n,) (None where W is the matrix itself);
+    (None, None) for no targets or ``ClassTargets``."""
+    if isinstance(targets, RowScaledTargets):
+        return targets.kernel, targets.scale
+    return (targets if isinstance(targets, Tensor) else None), None
+
+
 class BlockedInfoNCE(torch.autograd.Function):
     """``mean_i [-logit[i, p(i)] + logsumexp_{k != i} logit[i, k]]`` over the rows of
     ``z_rows`` (2n, d; ``anchors.anchor_rows``, whose own columns are ``cols``), with
@@ -117,7 +126,9 @@ class BlockedInfoNCE(torch.autograd.Function):
     ``targets`` (2n, 2N), rows summing to 1 and zero at k = i, replace the one-hot positive by
     weights W (weighted InfoNCE, ``losses.weighted``): ``mean_i [-sum_k W_ik logit[i, k] +
     logsumexp_{k != i} logit[i, k]]``, whose gradient is ``(P - W) / tau``. No gradient flows
-    into W, and there is no tension with targets.
+    into W, and there is no tension with targets. W is a tensor, or one of the forms of
+    ``targets``: ``ClassTargets`` (applied through class sums: ``z_i . (W z)_i`` forward, ``- W z``
+    and ``- W^T z_rows`` after the blocks' backward) or ``RowScaledTargets``.
 
     ``hyper`` (a ``Hyper``): without tension T = 1, NT-Xent; with it, T is ORL's tension clamped
     to ``[t_min, 1]``, with gradients through T if ``through_t``. Everything runs in the dtype of
@@ -125,15 +136,15 @@ class BlockedInfoNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx, z_rows: Tensor, z: Tensor, cols: Tensor, hyper: Hyper, targets: Tensor | None = None
-    ) -> Tensor:
+    def forward(ctx, z_rows: Tensor, z: Tensor, cols: Tensor, hyper: Hyper, targets=None) -> Tensor:
         if targets is not None and (hyper.tension or hyper.negatives != "all"):
             raise ValueError("weighted targets are defined for NT-Xent's logits over all anchors")
         n = len(z_rows) // 2
         kernels = kernels_for(hyper, len(z_rows), len(z))
         blocks = _blocks(n, len(z), z.element_size())
         lse, pos_logit = [], []
+        low_rank = isinstance(targets, ClassTargets)
+        dense, scale = _dense(targets)
         with torch.autocast(z.device.type, enabled=False):  # e.g. the matmuls in half precision
             terms = anchor_terms(z_rows, z) if hyper.tension else None
             per_row, s = _per_row(terms, cols), terms.s if terms else None
@@ -149,20 +160,29 @@ class BlockedInfoNCE(torch.autograd.Function):
                 i = torch.arange(len(gram), device=gram.device)
                 if targets is None:  # T[i, p(i)] = 1
                     pos_logit.append(gram[i, rows.pos_cols] / hyper.temperature)
-                else:  # sum_k W_ik G_ik / tau
-                    weights = _block(targets, n, lo, hi)
-                    pos_logit.append(torch.linalg.vecdot(weights, gram) / hyper.temperature)
+                elif dense is not None:  # sum_k W_ik G_ik / tau
+                    positive = torch.linalg.vecdot(_block(dense, n, lo, hi), gram)
+                    if scale is not None:
+                        positive.mul_(_block(scale, n, lo, hi))
+                    pos_logit.append(positive.div_(hyper.temperature))
                 lse.append(kernels.forward_block(gram, rows, s, hyper))
-            lse, pos_logit = _unblock(lse, blocks), _unblock(pos_logit, blocks)
+            lse = _unblock(lse, blocks)
+            if low_rank:  # sum_k W_ik G_ik = z_i . (W z)_i, without the Gram rows
+                pos_logit = (
+                    torch.linalg.vecdot(z_rows, targets.times(z, z_rows)) / hyper.temperature
+                )
+            else:
+                pos_logit = _unblock(pos_logit, blocks)
         ctx.hyper, ctx.terms, ctx.kernels = hyper, terms, kernels
-        ctx.save_for_backward(z_rows, z, cols, lse, targets)
+        ctx.class_targets = targets if low_rank else None  # not a tensor: kept on ctx
+        ctx.save_for_backward(z_rows, z, cols, lse, dense, scale)
         return (lse - pos_logit).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z_rows, z, cols, lse, targets = ctx.saved_tensors
-        hyper, terms = ctx.hyper, ctx.terms
+        z_rows, z, cols, lse, dense, scale = ctx.saved_tensors
+        hyper, terms, class_targets = ctx.hyper, ctx.terms, ctx.class_targets
         n = len(z_rows) // 2
         blocks = _blocks(n, len(z), z.element_size())
         grad_rows, grad_z, d_rows, d_s = [], None, [], None
@@ -180,10 +200,19 @@ class BlockedInfoNCE(torch.autograd.Function):
                     grad_rows.append(d_rows_block)
                     continue
                 gram = _gram(z_block, z)  # recomputed, as in the forward
-                weights = {} if targets is None else {"targets": _block(targets, n, lo, hi)}
-                d_gram, *d_terms = ctx.kernels.backward_block(
-                    gram, rows, s, _block(lse, n, lo, hi), hyper, **weights
-                )
+                if class_targets is not None:  # P here; - W after the loop
+                    d_gram = eager.softmax_(gram, rows, _block(lse, n, lo, hi), hyper.temperature)
+                    d_terms = ()
+                else:
+                    weights = {}
+                    if dense is not None:
+                        weights = {
+                            "targets": _block(dense, n, lo, hi),
+                            "target_scale": _block(scale, n, lo, hi),
+                        }
+                    d_gram, *d_terms = ctx.kernels.backward_block(
+                        gram, rows, s, _block(lse, n, lo, hi), hyper, **weights
+                    )
                 if hyper.through_t:  # dL/d(a, pos_dist, s_rows) (2b, 3) and dL/ds (2N,)
                     d_rows.append(torch.stack(d_terms[:3], 1))
                     d_s = d_terms[3] if d_s is None else d_s.add_(d_terms[3])
@@ -194,6 +223,9 @@ class BlockedInfoNCE(torch.autograd.Function):
                 else:
                     grad_z.addmm_(d_gram.T, z_block)
             grad_rows = _unblock(grad_rows, blocks)
+            if class_targets is not None:  # (P - W) z and (P - W)^T z_rows
+                grad_rows -= class_targets.times(z, z_rows)
+                grad_z -= class_targets.transposed_times(z_rows)
             if hyper.through_t:
                 d_a, d_pos_dist, d_s_rows = _unblock(d_rows, blocks).unbind(1)
                 d_anchor_rows, d_anchors = anchor_terms_backward(
@@ -201,5 +233,5 @@ class BlockedInfoNCE(torch.autograd.Function):
                 )
                 grad_rows += d_anchor_rows
                 grad_z += d_anchors
-            scale = grad / (2 * n * hyper.temperature)
-            return grad_rows.mul_(scale), grad_z.mul_(scale), None, None, None
+            factor = grad / (2 * n * hyper.temperature)
+            return grad_rows.mul_(factor), grad_z.mul_(factor), None, None, None
