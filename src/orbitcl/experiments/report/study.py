@@ -93,7 +93,8 @@ def gather(
         evidence.plane_plot = plots.save(fig, sweep_dir / PLANE_FILE)
 
     options = (study.figures if study else None) or dict(FIGURE_DEFAULTS)
-    if figures if figures is not None else bool(study and study.figures):
+    draw = figures if figures is not None else bool(study and study.figures)
+    if draw:
         evidence.figure_replicate = options["replicate"]
         evidence.figure_jobs = pick_jobs(rows, keys, replicate, options["replicate"])
         try:
