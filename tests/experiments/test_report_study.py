@@ -216,3 +216,47 @@ def test_figures_take_one_job_per_setting_and_say_why_they_are_missing(study_swe
     )
     assert "Not drawn: FileNotFoundError: no checkpoint at" in text
     assert text.rstrip().splitlines()[-1].startswith("- **")  # the claims still end it
+
+
+def test_the_plane_says_whether_a_loss_acts_like_a_temperature(tmp_path):
+    # NT-Xent at tau 0.2 and 1.0: (uniformity, alignment) ~ (-3, 0.2) and (-2, 0.6), +-0.01 over
+    # seeds; ORL at tau 0.5 on the segment between them, orl_detached well below it.
+    points = {
+        ("ntxent", 0.2): (-3.0, 0.2),
+        ("ntxent", 1.0): (-2.0, 0.6),
+        ("orl", 0.5): (-2.5, 0.4),
+        ("orl_detached", 0.5): (-2.5, 0.2),
+        ("orl_mean_tension", 0.5): (-1.0, 0.9),  # less uniform than NT-Xent gets
+    }
+    params = {
+        "loss": "ntxent,orl,orl_detached,orl_mean_tension",
+        "loss.temperature": "0.2,0.5,1.0",
+        "seed": "0,1,2",
+    }
+    multirun = {"hydra": {"sweeper": {"params": params}, "overrides": {"task": []}}}
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    num = 0
+    for (loss, temperature), (u, a) in points.items():
+        for seed, noise in enumerate([0.0, 0.01, -0.01]):
+            job_dir = tmp_path / str(num)
+            job_dir.mkdir()
+            metrics = {"geometry/uniformity": u + noise, "geometry/alignment": a + noise}
+            swept = {"loss": loss, "loss.temperature": temperature, "seed": seed}
+            result = {"status": "ok", "job_num": num, "swept": swept, "metrics": metrics}
+            (job_dir / "result.json").write_text(json.dumps(result))
+            num += 1
+    report.build_report(tmp_path)  # no study: the losses against NT-Xent's curve
+    text = (tmp_path / "sweep_report.md").read_text()
+    assert (
+        "- **orl** lies on ntxent's temperature curve at every loss.temperature run, within seed "
+        "noise: it acts like a temperature.\n  - loss.temperature=0.5: on the curve" in text
+    )
+    assert (
+        "- **orl_detached** lies off ntxent's temperature curve, below it (lower alignment at "
+        "the same uniformity): something no temperature of ntxent does.\n"
+        "  - loss.temperature=0.5: below the curve by -0.2 in alignment" in text
+    )
+    assert (
+        "- **orl_mean_tension**: not resolved, its uniformity lies beyond what ntxent reaches at "
+        "the loss.temperature run: sweep a wider range." in text
+    )

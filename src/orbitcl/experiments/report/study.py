@@ -258,6 +258,11 @@ def _line_sentence(line: str, placements: list, curve: str, x: str) -> str:
             f"**{line}** lies off {curve}'s temperature curve, {kind} it ({side} alignment at the "
             f"same uniformity): something no temperature of {curve} does."
         )
+    if {p.kind for p in placements} == {plane_module.BEYOND}:
+        return (
+            f"**{line}**: not resolved, its uniformity lies beyond what {curve} reaches at the "
+            f"{x} run: sweep a wider range."
+        )
     return f"**{line}**: not resolved against {curve}'s temperature curve."
 
 
