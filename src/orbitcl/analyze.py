@@ -126,7 +126,8 @@ def markdown_table(rows: list[dict], n_anchors: int, n_views: int) -> str:
     note = (
         f"\nOrbit metrics in projector space on {n_anchors} test anchors x {n_views} views; "
         "alignment over pairs of views (lower: tighter), uniformity over the anchors (t = 2, "
-        "lower: more uniform); kNN and linear probe on encoder features.\n"
+        "lower: more uniform)"
+        + ("; kNN and linear probe on encoder features.\n" if "knn_top1" in rows[0] else ".\n")
     )
     return "\n".join([header, rule, *lines]) + "\n" + note
 
