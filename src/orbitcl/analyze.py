@@ -73,8 +73,10 @@ def analyze(
     umap_images: int = 300,
     umap_views: int = 5,
     seed: int = 0,
+    downstream: bool = True,
 ) -> list[dict]:
-    """Writes the figures and tables to `out`; returns the table's rows."""
+    """Writes the figures and tables to `out`; returns the table's rows. `downstream=False`
+    leaves out kNN and the linear probe (minutes on a CPU; a sweep's report has its jobs' own)."""
     check_comparable(runs)
     names = names or unique_names(runs)
     if len(names) != len(runs) or len(set(names)) != len(names):
@@ -93,7 +95,7 @@ def analyze(
             cosines[space][name] = geometry.anchor_view_cosine(anchors, views)  # (A, K)
         row = {"name": name, "checkpoint": str(run.checkpoint), "step": run.global_step}
         row |= metrics["projector"] | {f"encoder_{k}": v for k, v in metrics["encoder"].items()}
-        row |= downstream_accuracy(run)
+        row |= downstream_accuracy(run) if downstream else {}
         rows.append(row)
 
         _, projections = embed(run.encoder, run.projector, umap_orbits.views.flatten(0, 1))
@@ -115,15 +117,17 @@ def analyze(
 
 
 def markdown_table(rows: list[dict], n_anchors: int, n_views: int) -> str:
-    header = "| run | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    rule = "| --- |" + " ---: |" * len(COLUMNS)
+    columns = [column for column in COLUMNS if column[0] in rows[0]]  # kNN, probe: if measured
+    header = "| run | " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "| --- |" + " ---: |" * len(columns)
     lines = [
-        f"| {r['name']} | " + " | ".join(f"{r[c]:{f}}" for c, _, f in COLUMNS) + " |" for r in rows
+        f"| {r['name']} | " + " | ".join(f"{r[c]:{f}}" for c, _, f in columns) + " |" for r in rows
     ]
     note = (
         f"\nOrbit metrics in projector space on {n_anchors} test anchors x {n_views} views; "
         "alignment over pairs of views (lower: tighter), uniformity over the anchors (t = 2, "
-        "lower: more uniform); kNN and linear probe on encoder features.\n"
+        "lower: more uniform)"
+        + ("; kNN and linear probe on encoder features.\n" if "knn_top1" in rows[0] else ".\n")
     )
     return "\n".join([header, rule, *lines]) + "\n" + note
 

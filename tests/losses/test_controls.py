@@ -290,18 +290,25 @@ def test_orl_detached_config_is_orl_with_detached_tension(train_config):
 
 
 def test_orl_controls_experiment_composes_every_job(train_config):
-    """`-m +experiment=orl_controls`: MNIST, and a sweep of the 4 losses over 3 seeds, each
+    """`-m +experiment=orl_controls`: MNIST, and a sweep of the 5 losses over 3 seeds, each
     composing to the loss it names at the same temperature."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         composed = compose("train", ["+experiment=orl_controls"], return_hydra_config=True)
     params = composed.hydra.sweeper.params
-    assert params.loss.split(",") == ["ntxent", "orl", "orl_mean_tension", "orl_shuffled_tension"]
+    assert params.loss.split(",") == [
+        "ntxent",
+        "orl",
+        "orl_mean_tension",
+        "orl_shuffled_tension",
+        "orl_detached",
+    ]
     assert params.seed.split(",") == ["0", "1", "2"]
     classes = {
         "ntxent": "NTXentLoss",
         "orl": "ORLLoss",
         "orl_mean_tension": "ORLMeanTensionLoss",
         "orl_shuffled_tension": "ORLShuffledTensionLoss",
+        "orl_detached": "ORLLoss",
     }
     for name in params.loss.split(","):
         for seed in params.seed.split(","):
@@ -310,3 +317,13 @@ def test_orl_controls_experiment_composes_every_job(train_config):
             assert cfg.seed == int(seed)
             loss = instantiate(cfg.loss)
             assert type(loss).__name__ == classes[name] and loss.temperature == 0.5
+            assert getattr(loss, "detach_tension", None) is not (name == "orl")
+    # orl_mnist_fast's speed recipe at a CPU-sized schedule; checkpoints kept for the figures.
+    assert (cfg.dataset.batch_size, cfg.trainer.precision, cfg.model.channels_last) == (
+        64,
+        "bf16-mixed",
+        True,
+    )
+    assert cfg.trainer.max_steps == 600 and cfg.callbacks.checkpoint.save_last
+    assert cfg.callbacks.umap is None and cfg.callbacks.orbit.n_anchors == 200
+    assert cfg.study.against == [n for n in params.loss.split(",") if n != "orl"]

@@ -17,8 +17,9 @@ report.
   (orbitcl.training.fit). The config is compared with the one `result.json` recorded, as a
   single run's resume compares it with the checkpoint's: Hydra has rewritten the job's
   `.hydra/config.yaml` by the time the job starts.
-- `SweepReport` (a Hydra callback, conf/train.yaml) saves the sweep's config (`multirun.yaml`)
-  when it starts, and when it ends writes the report (orbitcl.report) into the sweep directory,
+- `SweepReport` (a Hydra callback, conf/train.yaml) checks the sweep's `study:` and saves the
+  sweep's config (`multirun.yaml`) when it starts, and when it ends writes the report
+  (orbitcl.report; with a study, its comparisons, claims and figures) into the sweep directory,
   logs it to W&B as tables and images in one more run of the group (job type
   `sweep-report`), and exits with status 1 if any job failed.
 
@@ -45,7 +46,13 @@ from omegaconf import DictConfig, OmegaConf
 from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments import report
-from orbitcl.experiments.swept_keys import MULTIRUN_FILE, job_values, label, swept_keys
+from orbitcl.experiments.swept_keys import (
+    MULTIRUN_FILE,
+    job_values,
+    label,
+    swept_choices,
+    swept_keys,
+)
 from orbitcl.training.config import ConfigError
 from orbitcl.training.nonfinite import NonFiniteLossError
 from orbitcl.training.resume import config_differences
@@ -59,6 +66,7 @@ REPORT_RUN = "sweep-report"  # the W&B job type and name of the run that holds t
 # orbitcl.training.resume allows it and failing with the list of differences where not.
 MAY_DIFFER_WHEN_DONE = (
     "logger",
+    "study",  # what the report tests, not how a job trains
     "dataset.data_dir",
     "dataset.download",
     "dataset.num_workers",
@@ -200,8 +208,18 @@ class SweepReport(Callback):
         self.metrics = list(metrics)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Saves the sweep's config as `multirun.yaml`, where the jobs and the report read the
-        swept keys: Hydra's grid sweeper saves it too (the same config), Optuna's does not."""
+        """Checks the sweep's `study:` (exit status 2 on a bad one, before any job), and saves
+        the sweep's config as `multirun.yaml`, where the jobs and the report read the swept keys
+        and the study: Hydra's grid sweeper saves it too (the same config), Optuna's does not."""
+        study = OmegaConf.select(config, "study")
+        try:  # on every rank: under DDP the others would go on to the jobs without rank zero
+            report.parse_study(
+                None if study is None else OmegaConf.to_container(study, resolve=True),
+                swept_choices(config),
+            )
+        except report.StudyError as err:
+            print(f"orbitcl: error: {err}", file=sys.stderr)
+            sys.exit(2)
         if rank_zero_only.rank != 0:
             return
         directory = Path(config.hydra.sweep.dir)
@@ -249,7 +267,10 @@ def log_to_wandb(result: report.Report, directory: Path, logger_cfg: DictConfig)
     )
     tables = {"sweep/jobs": result.jobs, "sweep/summary": result.summary}
     logged = {key: _table(rows) for key, rows in tables.items()}
-    logged |= {f"sweep/{p.stem}": wandb.Image(str(p)) for p in result.plots}
+    comparisons = result.evidence.comparisons if result.evidence else []
+    if comparisons:
+        logged["sweep/comparisons"] = _table([c.as_row() for c in comparisons])
+    logged |= {f"sweep/{p.stem}": wandb.Image(str(p)) for p in result.images}
     logger.experiment.log(logged)
     wandb.finish()
 

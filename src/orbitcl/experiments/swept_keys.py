@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 MULTIRUN_FILE = "multirun.yaml"
 
@@ -27,18 +27,39 @@ def _key(override: Override) -> str:
     return f"{key}@{override.package}" if override.package else key
 
 
-def swept_keys(sweep_dir: str | Path) -> list[str]:
-    """The keys the sweep in `sweep_dir` varies, in the order Hydra nests them (the sweeper's
-    params first, then the command line's); [] if its multirun.yaml is missing."""
-    path = Path(sweep_dir) / MULTIRUN_FILE
-    if not path.is_file():
-        return []
+def _sweep_overrides(sweep: str | Path | DictConfig) -> list[Override]:
+    """The sweep overrides of a sweep, the sweeper's params first, then the command line's:
+    from its config (with the `hydra` node), or from `<sweep dir>/multirun.yaml` ([] if that is
+    missing)."""
+    if not isinstance(sweep, DictConfig):
+        path = Path(sweep) / MULTIRUN_FILE
+        if not path.is_file():
+            return []
+        sweep = OmegaConf.load(path)
     # Unresolved: an override may hold an interpolation meant for the job (`${now:...}`).
-    hydra = OmegaConf.to_container(OmegaConf.load(path).hydra, resolve=False)
+    hydra = OmegaConf.to_container(sweep.hydra, resolve=False)
     params = hydra["sweeper"].get("params") or {}  # strings: `{loss: "ntxent,orl"}`
     overrides = [f"{k}={v}" for k, v in params.items()] + hydra["overrides"]["task"]
-    keys = [_key(o) for o in _parse(overrides) if o.is_sweep_override()]
+    return [o for o in _parse(overrides) if o.is_sweep_override()]
+
+
+def swept_keys(sweep: str | Path | DictConfig) -> list[str]:
+    """The keys a sweep (its directory, or its config) varies, in the order Hydra nests them
+    (the sweeper's params first, then the command line's); [] if its multirun.yaml is missing."""
+    keys = [_key(o) for o in _sweep_overrides(sweep)]
     return list(dict.fromkeys(keys))  # a command-line sweep of a preset's key counts once
+
+
+def swept_choices(sweep: str | Path | DictConfig) -> dict[str, list | None]:
+    """Each swept key's values, typed as the jobs get them (`{"loss": ["ntxent", "orl"], "seed":
+    [0, 1, 2]}`), in swept_keys' order; None for a key a search draws from an interval."""
+    values: dict[str, list | None] = {}
+    for override in _sweep_overrides(sweep):
+        # An interval (Optuna's) has no list of values.
+        choices = None if override.is_interval_sweep() else list(override.sweep_iterator())
+        # The command line, parsed last, wins over a preset's params; the key keeps its place.
+        values[_key(override)] = choices
+    return values
 
 
 def job_values(overrides: Iterable[str], keys: Iterable[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ MAY_CHANGE_ON_RESUME = (
     "callbacks.",
     "eval.",
     "hydra.",
+    "study",  # what a sweep's report tests (experiments.report.claims), not the training
     "dataset.data_dir",
     "dataset.root",  # an image folder, moved
     "dataset.download",

@@ -9,12 +9,31 @@ into the sweep directory:
   each setting of the other swept keys (e.g. each loss and temperature), and the plots; for a
   search (Optuna), the best trial instead of the means, each trial its own setting;
 - `sweep_report_<metric>.png`: each metric against the temperature, one line per setting of
-  the other swept keys (e.g. one per loss), error bars the 95% CI over seeds.
+  the other swept keys (e.g. one per loss), error bars the 95% CI over seeds;
+- `sweep_report_plane.png`: the alignment-uniformity plane, each setting a curve through its
+  temperatures, and where the settings lie against NT-Xent's temperature curve (`plane`);
+- with a comparison (`--compare loss --reference orl`, or the sweep's `study:`): the difference
+  of each metric to the reference, paired by seed, Holm-corrected, with a verdict (`compare`),
+  and the study's claims, supported or not (`claims`), at the end of the Markdown;
+- `figures/`: the write-up's figures from one checkpoint per setting, when the study asks for
+  them or `--figures` (`figures`, drawn by `orbitcl.analyze`).
+
+The columns are `callbacks.names.REPORTED` unless chosen: any logged metric, by name or pattern
+(`collect.select_metrics`).
 
 The Hydra callback `orbitcl.experiments.sweep.SweepReport` calls `build_report` when a sweep ends.
 """
 
-from orbitcl.experiments.report.collect import RESULT_FILE, job_rows, load_jobs, search_direction
+from orbitcl.experiments.report.claims import StudyError, parse_study
+from orbitcl.experiments.report.collect import (
+    ALL_METRICS,
+    RESULT_FILE,
+    job_rows,
+    load_jobs,
+    logged_metrics,
+    search_direction,
+    select_metrics,
+)
 from orbitcl.experiments.report.render import build_report, markdown, plot_metric
 from orbitcl.experiments.report.summary import (
     LEVEL,
@@ -29,20 +48,25 @@ from orbitcl.experiments.report.summary import (
 )
 
 __all__ = [
+    "ALL_METRICS",
     "LEVEL",
     "METRICS",
     "OBJECTIVE",
     "REPLICATE_KEY",
     "RESULT_FILE",
+    "StudyError",
     "X_KEY",
     "Report",
     "best_job",
     "build_report",
     "job_rows",
     "load_jobs",
+    "logged_metrics",
     "markdown",
     "mean_ci",
+    "parse_study",
     "plot_metric",
     "search_direction",
+    "select_metrics",
     "summarize",
 ]

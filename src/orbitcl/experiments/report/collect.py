@@ -6,6 +6,7 @@ killed or is still running ("missing"). The sweep's `multirun.yaml` says which k
 and, for a search (`hparams_search=optuna`), in which direction it optimised.
 """
 
+import fnmatch
 import json
 import math
 from collections.abc import Sequence
@@ -52,6 +53,39 @@ def search_direction(sweep_dir: Path) -> str | None:
         return None
     direction = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.direction")
     return direction if direction in ("maximize", "minimize") else None
+
+
+def load_study(sweep_dir: Path) -> dict | None:
+    """The `study:` the sweep declared (its preset's; see `claims`), as plain data; None if it
+    declared none or has no multirun.yaml."""
+    path = sweep_dir / MULTIRUN_FILE
+    if not path.is_file():
+        return None
+    node = OmegaConf.select(OmegaConf.load(path), "study")
+    return None if node is None else OmegaConf.to_container(node, resolve=True)
+
+
+def logged_metrics(jobs: list[dict]) -> list[str]:
+    """Every metric any job logged a final value of, sorted."""
+    return sorted({name for record in jobs for name in record.get("metrics", {})})
+
+
+ALL_METRICS = "all"
+
+
+def select_metrics(chosen: Sequence[str], logged: Sequence[str]) -> list[str]:
+    """The report's columns from names and patterns: a name as given (logged or not: its column
+    then says so), a shell-style pattern (`orbit/*`, `*/encoder/*`) every logged metric it
+    matches, `all` every logged metric; each once, in the order given."""
+    out: list[str] = []
+    for item in chosen:
+        if item == ALL_METRICS:
+            out += logged
+        elif any(c in item for c in "*?["):
+            out += [name for name in logged if fnmatch.fnmatchcase(name, item)]
+        else:
+            out.append(item)
+    return list(dict.fromkeys(out))
 
 
 def _leading_number(name: str) -> float:

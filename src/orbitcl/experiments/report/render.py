@@ -9,7 +9,16 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from orbitcl.experiments.report.collect import job_rows, load_jobs, search_direction
+from orbitcl.experiments.report import study as study_part
+from orbitcl.experiments.report.claims import check_comparison, parse_study
+from orbitcl.experiments.report.collect import (
+    job_rows,
+    load_jobs,
+    load_study,
+    logged_metrics,
+    search_direction,
+    select_metrics,
+)
 from orbitcl.experiments.report.summary import (
     LEVEL,
     METRICS,
@@ -20,6 +29,7 @@ from orbitcl.experiments.report.summary import (
     best_job,
     summarize,
 )
+from orbitcl.experiments.swept_keys import swept_choices
 from orbitcl.tracking import plots
 
 
@@ -76,18 +86,34 @@ def build_report(
     metrics: Sequence[str] = METRICS,
     x: str = X_KEY,
     replicate: str = REPLICATE_KEY,
+    compare: str | None = None,
+    reference: Any = None,
+    figures: bool | None = None,
+    allow: Sequence[str] = (),
 ) -> Report:
-    """Reads the sweep's jobs and writes the CSV, the plots and the Markdown into `sweep_dir`."""
+    """Reads the sweep's jobs and writes the CSV, the plots and the Markdown into `sweep_dir`.
+
+    `metrics`: names and patterns (`collect.select_metrics`). `compare`, `reference`: compare
+    `compare=reference` with every other value of `compare` (default: the sweep's `study`, see
+    `claims`). `figures`: draw the write-up's figures (None: when the study asks for them),
+    building only allow-listed targets (and `allow`). Raises StudyError on a bad study or
+    comparison, before anything is written."""
     keys, jobs = load_jobs(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"no jobs in {sweep_dir}: pass the directory of a sweep (-m)")
+    swept = swept_choices(sweep_dir) or dict.fromkeys(keys)  # no multirun.yaml: values unknown
+    study = parse_study(load_study(sweep_dir), swept)
+    if compare is not None:
+        check_comparison(compare, reference, swept)
     direction = search_direction(sweep_dir)
-    metrics = list(metrics)
+    logged = logged_metrics(jobs)
+    metrics = select_metrics(metrics, logged)
     if direction and OBJECTIVE not in metrics:  # the column the best trial is chosen by
         metrics.append(OBJECTIVE)
     rows = job_rows(keys, jobs, metrics)
     summary = summarize(keys, rows, metrics, replicate)
-    report = Report(keys, metrics, rows, summary, [], direction)
+    unlogged = [metric for metric in metrics if metric not in logged]
+    report = Report(keys, metrics, rows, summary, [], direction, unlogged=unlogged)
     if direction:
         report.best = best_job(rows, direction)
     _write_csv(rows, sweep_dir / "sweep_report.csv")
@@ -97,6 +123,9 @@ def build_report(
             if fig is not None:
                 name = "sweep_report_" + metric.replace("/", "_") + ".png"
                 report.plots.append(plots.save(fig, sweep_dir / name))
+    report.evidence = study_part.gather(
+        sweep_dir, keys, jobs, metrics, study, x, replicate, compare, reference, figures, allow
+    )
     (sweep_dir / "sweep_report.md").write_text(markdown(report, sweep_dir.name, x, replicate))
     return report
 
@@ -145,6 +174,8 @@ def markdown(report: Report, title: str, x: str = X_KEY, replicate: str = REPLIC
         for row in report.jobs
     ]
     out += _table(header, lines, len(keys) + 2) + [""]
+    if report.unlogged:
+        out += [f"Not logged by any job: {', '.join(report.unlogged)}.", ""]
     for job in report.failed:
         error = " ".join(str(job["error"]).split())  # one line, whatever the message held
         out.append(f"- `{job['job']}` {job['status']}: {error}")
@@ -156,6 +187,8 @@ def markdown(report: Report, title: str, x: str = X_KEY, replicate: str = REPLIC
         out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in report.plots] + [""]
     elif x not in keys:
         out += [f"No plots: `{x}` was not swept.", ""]
+    if report.evidence is not None:
+        out += study_part.markdown(report.evidence, replicate, x)
     return "\n".join(out)
 
 

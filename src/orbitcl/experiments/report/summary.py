@@ -6,8 +6,9 @@ No files, no plots: `collect` reads, `render` writes.
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scipy import stats
 
@@ -29,6 +30,13 @@ class Report:
     plots: list[Path]
     direction: str | None = None  # a search's (maximize, minimize); None for a grid
     best: dict | None = None  # a search's best job (best_job), None if none finished
+    unlogged: list[str] = field(default_factory=list)  # columns no job logged a value of
+    evidence: Any = None  # study.Evidence: comparisons, claims, plane, figures
+
+    @property
+    def images(self) -> list[Path]:
+        """Every picture of the report: the metrics' plots, the plane, the figures."""
+        return self.plots + (self.evidence.images if self.evidence else [])
 
     @property
     def failed(self) -> list[dict]:
