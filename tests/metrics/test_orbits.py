@@ -41,6 +41,28 @@ def test_orbits_hold_the_test_images_and_their_augmented_views(digits):
     assert torch.equal(orbits.views[:, 1], expected.roll(1, dims=-1))
 
 
+def test_batched_views_are_the_batch_transform_of_each_image_fixed_by_the_seed(digits):
+    images, labels = digits._test
+    sizes = []
+
+    def batch_transform(x, generator):  # a known "augmentation": + a uniform draw per image
+        sizes.append(len(x))
+        return x.float() + torch.rand(len(x), generator=generator)[:, None, None, None]
+
+    def orbits(seed):
+        return sample_orbits(
+            images, labels, 20, 3, None, digits.eval_transform, seed, batch_transform
+        )
+
+    first, again, other = orbits(0), orbits(0), orbits(1)
+    assert sizes == [60, 60, 60]  # all views of all images in one call
+    assert first.views.shape == (20, 3, 1, 8, 8)
+    assert torch.equal(first.views, again.views) and not torch.equal(first.views, other.views)
+    noise = first.views - images[first.indices].float()[:, None]  # each view's own draw
+    assert ((noise >= 0) & (noise < 1)).all()
+    assert (noise[:, 0] != noise[:, 1]).all()
+
+
 def test_random_augmentations_give_distinct_views():
     datamodule = DigitsDataModule(augment=v2.RandomResizedCrop(8, scale=(0.5, 1.0)))
     datamodule.setup()

@@ -17,14 +17,14 @@ class SimilarityStatistics(L.Callback):
     positives and negatives"; definitions: ``orbitcl.metrics.similarity``).
 
     At the end of each validation, on ``n_images`` fixed training images (the paper's Table 1:
-    5,000) with 2 fixed augmented views each (the datamodule's ``train_transform``, drawn once
-    from ``seed``), model in eval mode, logs ``similarity/pos_mean``, ``/pos_var``,
-    ``/neg_cross_mean``, ``/neg_cross_var``, ``/neg_within_mean``, ``/neg_within_var`` and the
-    references ``similarity/bound_neg_optimum`` (``-1/(n-1)``, n training images),
-    ``/bound_pos_mean`` (Thm 5.2's upper bound on ``pos_mean``), ``/bound_neg_var_low`` and
-    ``_high`` (the range of ``Var[s_neg]`` for fixed batches of the training batch size); the
-    three histograms go to ``plots/similarity_stepNNNNNN.png`` (W&B, TensorBoard:
-    ``similarity/hist_plot``).
+    5,000) with 2 fixed augmented views each (the datamodule's ``train_transform``, or its
+    batched pipeline if the run uses it; drawn once from ``seed``), model in eval mode, logs
+    ``similarity/pos_mean``, ``/pos_var``, ``/neg_cross_mean``, ``/neg_cross_var``,
+    ``/neg_within_mean``, ``/neg_within_var`` and the references
+    ``similarity/bound_neg_optimum`` (``-1/(n-1)``, n training images), ``/bound_pos_mean``
+    (Thm 5.2's upper bound on ``pos_mean``), ``/bound_neg_var_low`` and ``_high`` (the range of
+    ``Var[s_neg]`` for fixed batches of the training batch size); the three histograms go to
+    ``plots/similarity_stepNNNNNN.png`` (W&B, TensorBoard: ``similarity/hist_plot``).
 
     At the first step and every ``every_n_steps`` steps after, the same on the training batch
     just used (its two first views, as the loss saw them, train mode) as
@@ -59,16 +59,20 @@ class SimilarityStatistics(L.Callback):
     def pairs(self, trainer: L.Trainer) -> Orbits:
         """The fixed training images with their 2 views, drawn at the first call."""
         if self._pairs is None:
-            bank = trainer.datamodule.val_dataloader()[0].dataset  # the training split
+            datamodule = trainer.datamodule
+            bank = datamodule.val_dataloader()[0].dataset  # the training split
             self._n_train = len(bank)
+            # The training views themselves: the batched pipeline's where it is the run's.
+            batched = getattr(datamodule, "batch_augment", None) is not None
             self._pairs = sample_orbits(
                 bank.images,
                 bank.labels,
                 self.n_images,
                 2,
-                view_transform=trainer.datamodule.train_transform,
+                view_transform=datamodule.train_transform,
                 anchor_transform=bank.transform,
                 seed=self.seed,
+                batch_transform=datamodule.augment_batch if batched else None,
             )
         return self._pairs
 

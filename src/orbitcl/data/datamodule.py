@@ -174,11 +174,17 @@ class MultiViewDataModule(L.LightningDataModule):
     def batch_views(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
         """`n_views` augmented, normalised views float (B, C, H, W) of images uint8 (B, C, H, W),
         computed on the images' device, all views in one pass."""
-        views = self.batch_augment(images.repeat(self.n_views, 1, 1, 1), generator)  # (V*B, ...)
+        views = self.augment_batch(images.repeat(self.n_views, 1, 1, 1), generator)  # (V*B, ...)
+        return list(views.chunk(self.n_views))  # V x (B, C, H, W)
+
+    def augment_batch(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """One augmented, normalised view float (B, C, H, W) of each of images uint8 (B, C, H, W)
+        by the batched pipeline (which must be this datamodule's), drawn from `generator`."""
+        views = self.batch_augment(images, generator)
         if self._mean_std.device != views.device:  # moved once, not at every step
             self._mean_std = self._mean_std.to(views.device)
         mean, std = self._mean_std
-        return list(views.sub_(mean).div_(std).chunk(self.n_views))  # V x (B, C, H, W)
+        return views.sub_(mean).div_(std)
 
     def _loader(
         self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
