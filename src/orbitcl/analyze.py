@@ -9,7 +9,9 @@ writes to DIR:
   (A anchors x K views, default 200 x 10), and `anchor_view_cos_encoder.png`, encoder space;
 - `umap.png`: one UMAP panel per run (cosine metric, M images x 5 views);
 - `table.md` and `table.json`: orbit variance, anchor-view and pairwise cosine, alignment and
-  uniformity (projector space; encoder space in the JSON), kNN and linear-probe top-1.
+  uniformity (projector space; encoder space in the JSON), kNN and linear-probe top-1;
+- `class_geometry.md`, `.json` and `.png`: each run's class geometry beside the optimum its loss
+  predicts for its training class counts (`experiments.optimum_comparison`).
 """
 
 import argparse
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 
 from orbitcl.evaluate import downstream_accuracy
+from orbitcl.experiments import optimum_comparison
 from orbitcl.experiments.runs import TrainedRun, load_run
 from orbitcl.experiments.trust import add_allow_target
 from orbitcl.metrics import geometry
@@ -74,6 +77,7 @@ def analyze(
     umap_views: int = 5,
     seed: int = 0,
     downstream: bool = True,
+    optimum_steps: int = 2000,
 ) -> list[dict]:
     """Writes the figures and tables to `out`; returns the table's rows. `downstream=False`
     leaves out kNN and the linear probe (minutes on a CPU; a sweep's report has its jobs' own)."""
@@ -113,6 +117,13 @@ def analyze(
 
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "table.md").write_text(markdown_table(rows, a, k))
+
+    compared = [
+        optimum_comparison.compare(r, n, seed=seed, steps=optimum_steps)
+        for r, n in zip(runs, names, strict=True)
+    ]
+    if compared := [row for row in compared if row is not None]:
+        optimum_comparison.write(compared, out)
     return rows
 
 
@@ -146,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--umap-images", type=int, default=300)
     parser.add_argument("--umap-views", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimum-steps", type=int, default=2000, help="class_geometry's solve")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_allow_target(parser)
     args = parser.parse_args(argv)
@@ -161,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             args.umap_images,
             args.umap_views,
             args.seed,
+            args.optimum_steps,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"orbitcl.analyze: error: {err}", file=sys.stderr)

@@ -229,10 +229,21 @@ def test_analyze_compares_runs_on_the_callbacks_orbits(run, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         "anchor_view_cos.png",
         "anchor_view_cos_encoder.png",
+        "class_geometry.json",
+        "class_geometry.md",
+        "class_geometry.png",
         "table.json",
         "table.md",
         "umap.png",
     ]
+    # Class geometry on the callback's test images: its last validation's numbers; NT-Xent's
+    # optimum ignores classes, so there is no prediction to set beside them.
+    geometry = json.loads((out / "class_geometry.json").read_text())
+    assert [row["name"] for row in geometry] == ["ntxent-tau0.5", "orl-tau0.5"]
+    for name in (*CLASSES, "classes/size_correlation"):  # digits' classes differ in size
+        _, logged = metric_rows(ntxent, name)[-1]
+        assert geometry[0]["trained"][name.split("/")[1]] == pytest.approx(logged, abs=1e-5), name
+    assert geometry[0]["predicted"] is None
     rows = json.loads((out / "table.json").read_text())
     assert [row["name"] for row in rows] == ["ntxent-tau0.5", "orl-tau0.5"]
     # Same anchors, views and weights as the callback's last validation: the same numbers.

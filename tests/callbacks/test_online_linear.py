@@ -18,9 +18,12 @@ from orbitcl.training.module import ContrastiveModule
 SGD = functools.partial(torch.optim.SGD, lr=0.5, momentum=0.9, weight_decay=1e-3)
 
 
-def started(callback: OnlineLinearClassifier, dim: int = 6, classes: int = 3):
+def started(
+    callback: OnlineLinearClassifier, dim: int = 6, classes: int = 3, continuous: str | None = None
+):
     """The callback as Lightning prepares it: setup, then on_fit_start on the CPU."""
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(num_classes=classes))
+    datamodule = SimpleNamespace(num_classes=classes, continuous_labels=continuous)
+    trainer = SimpleNamespace(datamodule=datamodule, is_global_zero=True)
     module = SimpleNamespace(encoder=SimpleNamespace(out_dim=dim), device=torch.device("cpu"))
     callback.setup(trainer, module, "fit")
     callback.on_fit_start(trainer, module)
@@ -62,6 +65,12 @@ def test_unlabelled_batches_leave_it_untouched():
 
 def test_no_classes_no_classifier():
     assert started(OnlineLinearClassifier(), classes=0).classifier is None
+
+
+def test_continuous_training_labels_no_classifier():
+    # Rotated MNIST: 10 digit classes for kNN, but the training labels are angles.
+    angles = "label_space='circle' labels each training image with its rotation angle"
+    assert started(OnlineLinearClassifier(), continuous=angles).classifier is None
 
 
 def test_its_state_survives_a_checkpoint():

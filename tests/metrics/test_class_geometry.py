@@ -1,7 +1,10 @@
 """Class geometry (orbitcl.metrics.class_geometry): against direct pairwise formulas on random
-embeddings, and on configurations with known values (a regular simplex, collapse)."""
+embeddings, and on configurations with known values (a regular simplex, collapse, the imbalanced
+SupCon optimum's size correlation); the callback's size correlation under imbalance."""
 
 import itertools
+import statistics
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +12,10 @@ import torch.nn.functional as F
 from scipy import stats
 
 from orbitcl.callbacks import ClassGeometry
-from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines
+from orbitcl.data import DigitsDataModule
+from orbitcl.losses import SupConLoss
+from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines, size_correlation
+from orbitcl.optimum import optimal_embeddings
 
 
 def direct(z, labels, n_classes):
@@ -26,7 +32,15 @@ def direct(z, labels, n_classes):
         abs(proto[a, b].item() + 1 / (n_classes - 1))
         for a, b in itertools.permutations(range(n_classes), 2)
     )
-    return proto, {"simplex_deviation": deviation, "within_cos": within, "between_cos": between}
+    spread = statistics.pstdev(
+        proto[a, b].item() for a, b in itertools.combinations(range(n_classes), 2)
+    )
+    return proto, {
+        "simplex_deviation": deviation,
+        "within_cos": within,
+        "between_cos": between,
+        "prototype_cos_std": spread,
+    }
 
 
 def test_metrics_match_the_pairwise_formulas():
@@ -54,6 +68,7 @@ def test_collapsed_classes_on_a_regular_simplex():
     assert metrics["within_cos"] == pytest.approx(1, abs=1e-12)  # collapse
     # Between-class pairs all at -1/(C-1).
     assert metrics["between_cos"] == pytest.approx(-1 / (c - 1), abs=1e-12)
+    assert metrics["prototype_cos_std"] == pytest.approx(0, abs=1e-12)
 
 
 def test_bad_settings():
@@ -61,3 +76,82 @@ def test_bad_settings():
         ClassGeometry(n_per_class=1)
     with pytest.raises(ValueError, match="n_classes=1 is invalid"):
         class_geometry(torch.randn(4, 3), torch.zeros(4, dtype=torch.long), 1)
+
+
+def spearman_by_hand(x: list[float], y: list[float]) -> float:
+    """Pearson's correlation of the ranks, ties given their mean rank."""
+
+    def ranks(values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        rank = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                rank[order[k]] = (i + j) / 2 + 1
+            i = j + 1
+        return torch.tensor(rank, dtype=torch.float64)
+
+    return torch.corrcoef(torch.stack([ranks(x), ranks(y)]))[0, 1].item()
+
+
+def test_size_correlation_is_spearman_over_class_pairs():
+    g = torch.Generator().manual_seed(1)
+    z, labels = torch.randn(60, 5, generator=g), torch.arange(60) % 5
+    sizes = [30, 10, 20, 20, 10]  # pair sums tie: 30 + 10 = 20 + 20 = 40, 10 + 20 = 30, ...
+    cosines = prototype_cosines(z, labels, 5)
+    pairs = list(itertools.combinations(range(5), 2))
+    expected = spearman_by_hand(
+        [sizes[a] + sizes[b] for a, b in pairs], [cosines[a, b].item() for a, b in pairs]
+    )
+    assert size_correlation(cosines, torch.tensor(sizes)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_size_correlation_sign_on_imbalanced_supcon_optimum():
+    # geometry.md: SupCon's optimum bends the simplex with class sizes, pairs with large classes
+    # the most separated: larger n_c + n_c', lower M_cc', a negative correlation.
+    counts = [12, 6, 3, 3, 2]
+    labels = torch.repeat_interleave(torch.arange(5), torch.tensor(counts))
+    z = optimal_embeddings(SupConLoss(temperature=0.5), labels, dim=8, steps=400)
+    cosines = prototype_cosines(z, labels.repeat(2), 5)
+    assert size_correlation(cosines, torch.tensor(counts)) < -0.8
+    # Mirrored (cosines negated, so large pairs are the closest), the sign turns.
+    assert size_correlation(-cosines, torch.tensor(counts)) > 0.8
+
+
+class Recorder(SimpleNamespace):
+    """A LightningModule's part the callback uses: encoder, projector and `log`."""
+
+    def log(self, name, value, **kwargs):
+        self.logged[name] = value
+
+
+@pytest.mark.parametrize("class_counts,logged", [(None, True), ([60] * 10, False)])
+def test_callback_logs_size_correlation_only_for_unequal_counts(class_counts, logged, tmp_path):
+    # digits' training split has 141 to 146 images per class: unequal
+    datamodule = DigitsDataModule(num_workers=0, class_counts=class_counts)
+    datamodule.setup("fit")
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16))
+    module = Recorder(encoder=encoder, projector=torch.nn.Linear(16, 8), logged={})
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        is_global_zero=True,
+        global_step=7,
+        default_root_dir=str(tmp_path),
+        loggers=[],
+        datamodule=datamodule,
+    )
+    callback = ClassGeometry(n_per_class=20)
+    callback.on_validation_epoch_end(trainer, module)
+    assert ("classes/size_correlation" in module.logged) == logged
+    assert (tmp_path / "plots" / "class_geometry_step000007.png").is_file()
+    if logged:
+        images, labels = callback.chosen(trainer)
+        z = module.projector(module.encoder(images))
+        expected = size_correlation(
+            prototype_cosines(z.detach(), labels, 10), torch.tensor(datamodule.train_class_counts())
+        )
+        assert module.logged["classes/size_correlation"] == pytest.approx(expected, abs=1e-6)

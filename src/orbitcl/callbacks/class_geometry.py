@@ -3,6 +3,7 @@ validation (``orbitcl.metrics.class_geometry``), and a heatmap of their prototyp
 
 import lightning as L
 import torch
+from torch import Tensor
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
@@ -11,13 +12,34 @@ from orbitcl.metrics.orbits import embed
 from orbitcl.tracking import plots
 
 
+def images_per_class(datamodule, n_per_class: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Up to ``n_per_class`` test images of each class of a set-up datamodule, chosen by a
+    permutation seeded with ``seed``, in the split's order: (images (B, C, H, W) with the eval
+    transform, labels (B,)). The recipe the callback and ``orbitcl.analyze`` share."""
+    queries = datamodule.val_dataloader()[1].dataset  # the test split
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(queries.labels), generator=generator)
+    labels = torch.as_tensor(queries.labels)[order]
+    chosen = [order[labels == c][:n_per_class] for c in labels.unique().tolist()]
+    keep = torch.cat(chosen).sort().values
+    images = torch.stack([queries.transform(queries.images[i]) for i in keep.tolist()])
+    return images, torch.as_tensor(queries.labels)[keep]
+
+
 class ClassGeometry(L.Callback):
     """At every validation, on up to ``n_per_class`` fixed test images of each class (eval
     transform, chosen once from ``seed``): logs ``classes/simplex_deviation``,
-    ``classes/within_cos``, ``classes/between_cos`` and ``classes/gap``; draws the prototype
+    ``classes/within_cos``, ``classes/between_cos``, ``classes/gap`` and
+    ``classes/prototype_cos_std`` (``metrics.class_geometry``); draws the prototype
     cosine matrix to ``plots/class_geometry_stepNNNNNN.png`` (and the dashboards'
     ``classes/prototype_cosines``). Works for any loss: NT-Xent's classes have a geometry too.
-    One forward pass over the chosen images per validation, rank zero only."""
+    One forward pass over the chosen images per validation, rank zero only.
+
+    When the training images per class (``train_class_counts()`` of the datamodule) are not all
+    equal, it also logs ``classes/size_correlation``: Spearman's correlation over class pairs
+    between ``n_c + n_c'`` and the prototype cosine ``M_cc'`` (geometry.md), negative where
+    larger classes are pushed further apart. With equal counts (or continuous training labels)
+    there are no sizes to correlate with, and it is not logged."""
 
     def __init__(self, n_per_class: int = 100, seed: int = 0, batch_size: int = 1024):
         super().__init__()
@@ -26,24 +48,18 @@ class ClassGeometry(L.Callback):
         self.n_per_class = n_per_class
         self.seed = seed
         self.batch_size = batch_size
-        self._chosen: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._chosen: tuple[Tensor, Tensor] | None = None
+        self._sizes: Tensor | None = None  # training class counts, if unequal
 
-    def chosen(self, trainer: L.Trainer) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images (B, C, H, W) transformed, labels (B,)), drawn at the first call."""
+    def chosen(self, trainer: L.Trainer) -> tuple[Tensor, Tensor]:
+        """(images (B, C, H, W) transformed, labels (B,)), drawn at the first call; with them
+        the training class counts, if unequal."""
         if self._chosen is None:
-            queries = trainer.datamodule.val_dataloader()[1].dataset  # the test split
-            generator = torch.Generator().manual_seed(self.seed)
-            order = torch.randperm(len(queries.labels), generator=generator)
-            labels = torch.as_tensor(queries.labels)[order]
-            keep = (
-                torch.cat(
-                    [order[labels == c][: self.n_per_class] for c in labels.unique().tolist()]
-                )
-                .sort()
-                .values
-            )
-            images = torch.stack([queries.transform(queries.images[i]) for i in keep.tolist()])
-            self._chosen = images, torch.as_tensor(queries.labels)[keep]
+            datamodule = trainer.datamodule
+            self._chosen = images_per_class(datamodule, self.n_per_class, self.seed)
+            counts = datamodule.train_class_counts()
+            if counts is not None and len(set(counts)) > 1:
+                self._sizes = torch.tensor(counts)
         return self._chosen
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -52,7 +68,7 @@ class ClassGeometry(L.Callback):
         images, labels = self.chosen(trainer)
         _, z = embed(pl_module.encoder, pl_module.projector, images, self.batch_size)
         n_classes = int(labels.max()) + 1
-        for name, value in class_geometry(z, labels, n_classes).items():
+        for name, value in class_geometry(z, labels, n_classes, self._sizes).items():
             pl_module.log(names.class_metric(name), value, rank_zero_only=True)
         cosines = prototype_cosines(z, labels, n_classes)
         title = f"prototype cosines, projector space, step {trainer.global_step}"

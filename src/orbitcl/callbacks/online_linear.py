@@ -31,7 +31,8 @@ class OnlineLinearClassifier(L.Callback):
 
     Images labelled -1 (no label: STL-10's unlabeled split) do not train it; until it has seen a
     labelled image it logs nothing. With a datamodule without classes (`num_classes == 0`, a flat
-    image folder) it does nothing.
+    image folder) or whose training labels are continuous (rotated MNIST's angles) it does
+    nothing.
 
     Exact under DDP: each rank's gradient of the summed cross-entropy of its images is summed over
     the ranks and divided by their total count, so every rank takes the step one process takes
@@ -52,7 +53,15 @@ class OnlineLinearClassifier(L.Callback):
         self._predictions: list[tuple[Tensor, Tensor]] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        num_classes = trainer.datamodule.num_classes
+        datamodule = trainer.datamodule
+        num_classes = datamodule.num_classes
+        if datamodule.continuous_labels is not None:  # its training labels are not classes
+            if not self._said_untrained and trainer.is_global_zero:
+                log.info(
+                    "%s not logged: dataset.%s", names.LINEAR_ACC, datamodule.continuous_labels
+                )
+            self._said_untrained = True  # setup runs again for a final validation
+            return
         if self.classifier is None and num_classes:
             # Zeros, the problem being convex; skip_init draws no random weights, which would
             # move the global RNG and so change the model's training.

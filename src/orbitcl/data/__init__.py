@@ -11,6 +11,7 @@ from orbitcl.data.datamodule import (
 )
 from orbitcl.data.errors import DataNotFoundError
 from orbitcl.data.folders import ImageFolderDataModule
+from orbitcl.data.rotated import RotatedMNISTDataModule
 from orbitcl.data.sources import (
     NO_LABEL,
     load_cifar10,
@@ -33,6 +34,7 @@ __all__ = [
     "MultiViewDataModule",
     "MultiViewDataset",
     "MultiViewTransform",
+    "RotatedMNISTDataModule",
     "STL10DataModule",
     "load_cifar10",
     "load_cifar100",

@@ -1,6 +1,7 @@
 """LightningDataModules: n augmented views per image for training, and the kNN bank and queries
 for validation, from splits held in memory as uint8 tensors (image folders: `folders.py`)."""
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from torchvision.transforms import v2
 
 from orbitcl.data.batched.augment import BatchAugment
 from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
+from orbitcl.data.imbalance import (
+    check_counts_available,
+    check_imbalance,
+    long_tailed_counts,
+    subsample_classes,
+)
 from orbitcl.data.sources import (
     STL10_SPLITS,
     Split,
@@ -27,6 +34,8 @@ from orbitcl.data.sources import (
     load_stl10,
 )
 from orbitcl.data.views import ImageDataset, MultiViewDataset
+
+log = logging.getLogger(__name__)
 
 
 class MultiViewDataModule(L.LightningDataModule):
@@ -52,12 +61,22 @@ class MultiViewDataModule(L.LightningDataModule):
     Images without a class label are labelled `NO_LABEL` (-1); `missing_labels` says which, in
     the words of the argument responsible, and label-using losses refuse to train on them. Without
     any labels (`num_classes` 0) the validation loaders are [queries] alone: no kNN bank.
+    Training labels may instead be continuous (`continuous_labels`, e.g. rotated MNIST's angles),
+    for losses that take such labels (y-Aware); the bank and queries keep class labels.
+
+    `imbalance_ratio` (r >= 1) or `class_counts` (one count per class) train on a class-imbalanced
+    subset of the train split (`imbalance.py`: Cao et al.'s long-tailed profile, images chosen by
+    `subset_seed`), which is then also the kNN bank; the test split stays whole.
+    `train_class_counts()` gives the training images per class.
     """
 
     num_classes: int  # 0: no class labels at all
     # None if every training image has a class label; else why not, naming the argument
     # (e.g. "root='/data/x' is a flat folder of images, without class folders").
     missing_labels: str | None = None
+    # None if the training labels are class indices; else what they are, naming the argument
+    # (e.g. "label_space='circle' labels each training image with its rotation angle").
+    continuous_labels: str | None = None
 
     def __init__(
         self,
@@ -73,6 +92,9 @@ class MultiViewDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         pipeline: str = "per_sample",
         seed: int = 0,
+        imbalance_ratio: float = 1,
+        class_counts: Sequence[int] | None = None,
+        subset_seed: int = 0,
     ):
         super().__init__()
         require_int("batch_size", batch_size, 2)  # the rest of a batch are the negatives
@@ -102,6 +124,9 @@ class MultiViewDataModule(L.LightningDataModule):
             raise ValueError(f"pipeline={pipeline!r} is invalid: must be 'batched' or 'per_sample'")
         self.pipeline = pipeline
         self.seed = seed
+        self.requested_counts = check_imbalance(imbalance_ratio, class_counts)
+        self.imbalance_ratio = imbalance_ratio
+        self.subset_seed = subset_seed
         # Built now, so an augmentation the batched pipeline lacks fails before any data is read.
         self.batch_augment = (
             BatchAugment.from_torchvision(augment) if pipeline == "batched" else None
@@ -123,9 +148,67 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:  # Lightning calls setup again for validate and test
-            self._train = self.load_split(train=True)
+            self._train = self.imbalanced(self.load_split(train=True))
             self._test = self.load_split(train=False)
             self._bank = self.load_bank()
+
+    @property
+    def subsampled(self) -> bool:
+        """Whether training runs on a class-imbalanced subset of the train split."""
+        return self.imbalance_ratio != 1 or self.requested_counts is not None
+
+    def imbalanced(self, split: Split) -> Split:
+        """The train split, or the subset `imbalance_ratio` / `class_counts` ask for. Raises
+        ValueError naming the argument if the split cannot give it."""
+        if not self.subsampled:
+            return split
+        counted = self.requested_counts is not None
+        field = "class_counts" if counted else "imbalance_ratio"
+        value = self.requested_counts if counted else self.imbalance_ratio
+        reason = self.missing_labels or self.continuous_labels
+        if reason is not None:
+            raise ValueError(
+                f"{field}={value} is invalid: it needs the class of every training image, and "
+                f"{reason}"
+            )
+        images, labels = split
+        available = torch.bincount(labels, minlength=self.num_classes).tolist()
+        if not counted:
+            counts = long_tailed_counts(available, self.imbalance_ratio)
+        else:
+            counts = self.requested_counts
+            check_counts_available(counts, available)
+        keep = subsample_classes(labels, counts, self.subset_seed)
+        if len(keep) < self.batch_size:  # drop_last: not one training step
+            raise ValueError(
+                f"{field}={value} is invalid: it keeps {len(keep)} training images, fewer than "
+                f"one batch (batch_size={self.batch_size})"
+            )
+        log.info(
+            "Training on a class-imbalanced subset (%s=%s, subset_seed=%d): %d of %d images, "
+            "per class %s",
+            field,
+            value,
+            self.subset_seed,
+            len(keep),
+            len(labels),
+            counts,
+        )
+        return images[keep], labels[keep]
+
+    @property
+    def training_split(self) -> Split:
+        """The training images and their labels (after any subsampling), once set up."""
+        if self._train is None:
+            raise RuntimeError("the datamodule is not set up: call setup() first")
+        return self._train
+
+    def train_class_counts(self) -> list[int] | None:
+        """Training images per class (after any subsampling), once set up; None if the training
+        images do not all carry a class label."""
+        if self.missing_labels is not None or self.continuous_labels is not None:
+            return None
+        return torch.bincount(self.training_split[1], minlength=self.num_classes).tolist()
 
     def train_dataloader(self) -> DataLoader:
         if self.pipeline == "batched":

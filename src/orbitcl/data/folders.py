@@ -103,6 +103,12 @@ class ImageFolderDataModule(MultiViewDataModule):
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction={test_fraction} is invalid: must be in (0, 1)")
         super().__init__(**kwargs)
+        if self.subsampled:  # a subset would be indexed, i.e. decoded, all at once
+            raise ValueError(
+                f"imbalance_ratio={self.imbalance_ratio} and class_counts={self.requested_counts} "
+                "are invalid for an image folder: must be 1 and null (class-imbalanced subsets "
+                "are drawn from in-memory datasets: mnist, cifar10, ...)"
+            )
         if root is None or not Path(root).expanduser().is_dir():
             raise ValueError(
                 f"root={None if root is None else str(root)!r} is invalid: must be a directory "

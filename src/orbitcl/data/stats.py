@@ -1,8 +1,8 @@
-"""Per-channel mean and std of a folder's training images, for `dataset.mean` and `dataset.std`:
-`python -m orbitcl.data.stats DIR --image-size 64 --channels 3` prints the overrides.
-
-The images are read as training reads them (`orbitcl.data.folders`: converted to the channels,
-resized and centre-cropped, the held-out split left out), pixels in [0, 1].
+"""Statistics of a split's images. Per-channel mean and std of a folder's training images, for
+`dataset.mean` and `dataset.std`: `python -m orbitcl.data.stats DIR --image-size 64 --channels 3`
+prints the overrides. The images are read as training reads them (`orbitcl.data.folders`:
+converted to the channels, resized and centre-cropped, the held-out split left out), pixels in
+[0, 1]. And the cosines between the classes' mean images, X-CLR's default class similarity.
 """
 
 import argparse
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -35,6 +36,23 @@ def channel_statistics(
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt()
     return mean.tolist(), std.tolist()
+
+
+def class_mean_cosines(
+    images: Sequence[Tensor], labels: Tensor, num_classes: int, chunk: int = 4096
+) -> Tensor:
+    """(C, C) float64: the cosine between the mean images of every two classes, on raw pixels
+    (geometry.md, X-CLR's offline class similarity). `images` uint8 (N, C, H, W) (a tensor or an
+    `ImageFiles`), `labels` (N,) in [0, num_classes); read `chunk` images at a time."""
+    sums = torch.zeros(num_classes, images[0].numel(), dtype=torch.float64)  # (classes, C*H*W)
+    for start in range(0, len(labels), chunk):
+        index = torch.arange(start, min(start + chunk, len(labels)))
+        sums.index_add_(0, labels[index], images[index].flatten(1).double())
+    counts = torch.bincount(labels, minlength=num_classes)
+    if (empty := (counts == 0).nonzero().flatten()).numel():
+        raise ValueError(f"class {int(empty[0])} has no training image: it has no mean image")
+    means = F.normalize(sums, dim=1)  # the count divides out of a cosine
+    return means @ means.T
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,11 @@ class Needs:
     ``orbitcl.training.objectives`` reads it once, when the module is built, and serves it.
     """
 
-    labels: bool = False  # forward(z_a, z_b, labels): the images' class labels (N,)
+    labels: bool = False  # forward(z_a, z_b, labels): the images' labels, class indices (N,)
+    continuous_labels: bool = False  # with labels: continuous ones, (N,) or (N, m) floats
+    # set_class_similarity(S_c) before training, S_c (C, C) the cosines between the mean
+    # training images of the classes (X-CLR's class_similarity="class_means")
+    class_similarity: bool = False
     # forward(z_a, z_b, k_a, k_b): the keys of the same views from EMA copies of encoder and
     # projector (with `momentum`), and enqueue(keys) once the step's loss is known to be finite
     momentum_keys: bool = False

@@ -7,8 +7,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from orbitcl.losses.base import Needs
 from orbitcl.losses.weight_forms import ClassWeights
 from orbitcl.losses.weighted import WeightedInfoNCELoss
+
+CLASS_MEANS = "class_means"  # S_c from the training split's mean class images (geometry.md)
 
 
 def xclr_class_weights(
@@ -42,8 +45,8 @@ def load_class_similarity(class_similarity) -> Tensor:
         path = Path(class_similarity).expanduser()
         if path.suffix != ".npy" or not path.is_file():
             raise ValueError(
-                f"class_similarity={class_similarity!r} is invalid: must be a C x C matrix "
-                "(a list of lists) or the path of an existing .npy file"
+                f"class_similarity={class_similarity!r} is invalid: must be {CLASS_MEANS!r}, a "
+                "C x C matrix (a list of lists) or the path of an existing .npy file"
             )
         matrix = torch.from_numpy(np.load(path, allow_pickle=False))
     else:
@@ -61,7 +64,12 @@ class XCLRLoss(WeightedInfoNCELoss):
     """X-CLR: each anchor's targets are the softmax, at ``target_temperature`` tau_s, of its
     similarity to the other anchors, ``S_ij = S_c[y_i, y_j]`` from a C x C ``class_similarity``
     (a list of lists or a ``.npy`` path); no gradient flows through the targets. Its optimum Gram
-    matrix is ``(tau / tau_s) S + (1 - tau / tau_s) I`` up to a shift, where that is PSD."""
+    matrix is ``(tau / tau_s) S + (1 - tau / tau_s) I`` up to a shift, where that is PSD.
+
+    ``class_similarity="class_means"`` (geometry.md's offline default) is the cosine between the
+    mean training images of two classes, raw pixels: it is handed over before training
+    (``set_class_similarity``; ``needs.class_similarity``), by ``orbitcl.train`` from the
+    training split."""
 
     def __init__(
         self,
@@ -76,12 +84,25 @@ class XCLRLoss(WeightedInfoNCELoss):
         if class_similarity is None:
             raise ValueError(
                 "class_similarity=None is invalid: X-CLR needs a C x C class similarity "
-                "(a list of lists or the path of a .npy file)"
+                f"({CLASS_MEANS!r}, a list of lists or the path of a .npy file)"
             )
         self.target_temperature = target_temperature
-        self.register_buffer("class_similarity", load_class_similarity(class_similarity))
+        if isinstance(class_similarity, str) and class_similarity == CLASS_MEANS:
+            self.needs = Needs(labels=True, class_similarity=True)
+            self.register_buffer("class_similarity", None)  # set_class_similarity fills it
+        else:
+            self.register_buffer("class_similarity", load_class_similarity(class_similarity))
+
+    def set_class_similarity(self, class_similarity) -> None:
+        """Sets ``S_c`` (C, C) (anything ``load_class_similarity`` reads)."""
+        self.class_similarity = load_class_similarity(class_similarity)
 
     def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
+        if self.class_similarity is None:
+            raise ValueError(
+                f"class_similarity={CLASS_MEANS!r} has not been computed: call "
+                "set_class_similarity(S_c) first (orbitcl.train does, from the training split)"
+            )
         n_classes = len(self.class_similarity)
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
             raise ValueError(

@@ -4,6 +4,7 @@ weighted InfoNCE core (``losses.weighted``, geometry.md)."""
 import torch
 from torch import Tensor
 
+from orbitcl.losses.base import Needs
 from orbitcl.losses.weight_forms import RowScaledWeights
 from orbitcl.losses.weighted import WeightedInfoNCELoss
 
@@ -39,6 +40,8 @@ class YAwareLoss(WeightedInfoNCELoss):
     distance of their continuous labels (``sigma`` its standard deviation): ``y_aware_weights``.
     Labels on a sphere (an angle as ``(cos, sin)``) let it reach its optimum ``L = H(W)``; labels
     on a line in few dimensions do not (geometry.md)."""
+
+    needs = Needs(labels=True, continuous_labels=True)
 
     def __init__(
         self, temperature: float = 0.1, sigma: float = 1.0, gather_distributed: bool = False

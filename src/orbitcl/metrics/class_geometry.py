@@ -9,9 +9,13 @@ sums ``S_c = sum_{i in c} z_i`` (C, d), never from an M x M matrix:
   ``sum_c (||S_c||^2 - n_c) / sum_c n_c (n_c - 1)``;
 - ``between_cos``: the mean over pairs of different classes,
   ``sum_{c != c'} S_c . S_c' / sum_{c != c'} n_c n_c'``; ``gap = within_cos - between_cos``;
+- ``prototype_cos_std``: the standard deviation of ``M_cc'`` over the pairs c < c': 0 on any
+  regular simplex (also Soft SupCon's, of cosine ``c*`` > -1/(C-1), which ``simplex_deviation``
+  counts as a deviation), growing as the simplex bends;
 - ``size_correlation``, given the training class sizes n_c: Spearman's rank correlation, over the
   pairs c < c', between ``n_c + n_c'`` and ``M_cc'``: the imbalance signature (SupCon's
-  prototypes of large classes are pushed furthest apart: a negative correlation).
+  prototypes of large classes are pushed furthest apart: a negative correlation). A rank
+  statistic: it gives the direction of a bend, not its size (``prototype_cos_std``).
 """
 
 import torch
@@ -57,6 +61,8 @@ def class_geometry(
         "between_cos": ((total.square().sum() - sums.square().sum()) / between_pairs).item(),
     }
     metrics["gap"] = metrics["within_cos"] - metrics["between_cos"]
+    upper = torch.triu_indices(n_classes, n_classes, offset=1)
+    metrics["prototype_cos_std"] = cosines[upper[0], upper[1]].std(correction=0).item()
     if class_sizes is not None:
         metrics["size_correlation"] = size_correlation(cosines, class_sizes)
     return metrics

@@ -44,9 +44,14 @@ def tension_histogram(values: Tensor, t_min: float, title: str = "", bins: int =
 
 def cosine_heatmap(cosines: Tensor, title: str = "") -> Figure:
     """The C x C matrix of prototype cosines as a heatmap on [-1, 1], each cell annotated."""
-    values = cosines.detach().double().cpu().numpy()
     fig = Figure(figsize=(4.8, 4.2))
-    ax = fig.add_subplot()
+    draw_cosine_heatmap(fig, fig.add_subplot(), cosines, title)
+    return fig
+
+
+def draw_cosine_heatmap(fig: Figure, ax, cosines: Tensor, title: str = "") -> None:
+    """`cosine_heatmap`'s picture in the axes `ax` of `fig` (for figures of several panels)."""
+    values = cosines.detach().double().cpu().numpy()
     image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if len(values) <= 12:  # numbers stay legible
@@ -55,7 +60,6 @@ def cosine_heatmap(cosines: Tensor, title: str = "") -> Figure:
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(title, fontsize=9)
-    return fig
 
 
 def cosine_histograms(series: Mapping[str, Tensor], title: str = "", bins: int = 50) -> Figure:

@@ -15,17 +15,21 @@ import wandb
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from orbitcl.callbacks import names
-from orbitcl.data import DataNotFoundError, MultiViewDataModule
+from orbitcl.data import DataNotFoundError
 from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
+from orbitcl.training.labels import (
+    check_labels,
+    load_training_data,
+    save_class_counts,
+    serve_class_similarity,
+)
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
-from orbitcl.training.objectives import needs_of
 from orbitcl.training.optimizers import check_lr_scaling
 from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
 from orbitcl.training.speed import apply_speed_switches
@@ -44,7 +48,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
     terms = {"loss": loss} | {f"aux.{name}.loss": term for name, (_, term) in aux.items()}
-    _check_labels(datamodule, terms)  # before any data is read
+    check_labels(datamodule, terms)  # before any data is read
     optimizer = build("optim.optimizer", cfg.optim.optimizer)
     scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
     lr_scaling = cfg.optim.get("lr_scaling", "none")
@@ -76,6 +80,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     # process runs this file: one per machine checks (and downloads), as Lightning would.
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         datamodule.prepare_data()
+    # The splits, loaded now, so that a class-imbalanced subset the data cannot give, or a class
+    # similarity it cannot make, also fails before anything is written.
+    class_counts = load_training_data(datamodule)
+    serve_class_similarity(datamodule, terms)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
@@ -83,8 +91,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     resume_from = _resumable_checkpoint(callbacks, config)
     quiet_lightning_tips()
     logger = build("logger", cfg.logger) if cfg.logger else False
+    hyperparameters = config
+    if class_counts is not None:
+        save_class_counts(run_dir, datamodule, class_counts)
+        hyperparameters = config | {"train_class_counts": class_counts}
     if logger:
-        logger.log_hyperparams(config)
+        logger.log_hyperparams(hyperparameters)
     last = LastMetrics()  # whichever logger was chosen, it keeps each metric's final value
     loggers = [logger, last] if logger else [last]
     trainer = build("trainer", cfg.trainer, logger=loggers, callbacks=callbacks)
@@ -101,28 +113,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if trainer.is_global_zero and names.KNN_ACC in metrics:
         print(f"kNN accuracy ({cfg.eval.knn_k}-NN, {split}): {float(metrics[names.KNN_ACC]):.4f}")
     return last.final(trainer)
-
-
-def _check_labels(datamodule: MultiViewDataModule, terms: dict[str, nn.Module]) -> None:
-    """A loss term that needs class labels stops the run if some training images have none;
-    data without any labels is said once, since the label-based evaluation is then skipped."""
-    missing = datamodule.missing_labels  # e.g. "root='/data/x' is a flat folder of images, ..."
-    if missing is None:
-        return
-    for field, term in terms.items():
-        if needs_of(term).labels:
-            raise ConfigError(
-                f"{field}={term.__class__.__name__} is invalid: it needs the class label of every "
-                f"training image, and dataset.{missing}"
-            )
-    if datamodule.num_classes == 0:
-        log.warning(
-            "No class labels (dataset.%s): kNN and online linear evaluation (%s, %s) are "
-            "skipped; training and the orbit diagnostics run",
-            missing,
-            names.KNN_ACC,
-            names.LINEAR_ACC,
-        )
 
 
 def _auxiliary_terms(node: DictConfig | None) -> dict:
