@@ -11,12 +11,15 @@ MNIST run (conv_small, NT-Xent, batch 256 x 2 views, AdamW), all measured in thi
   step; the data pipeline's time is left out, so the ratios are upper bounds.
 
 Prints each cost as a share of the epoch; target: per validation + batch statistics < 3%.
+MNIST from ``$ORBITCL_DATA_DIR``, else ``../shared/data``.
 
     .venv/bin/python benchmarks/bench_similarity.py
 """
 
+import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -26,6 +29,8 @@ from orbitcl import CONF_DIR
 from orbitcl.metrics import similarity
 from orbitcl.metrics.orbits import embed, sample_orbits
 
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 TARGET = 0.03
 N_IMAGES, EVERY_N_STEPS, STEPS_PER_EPOCH = 5000, 50, 234  # 60,000 / 256
 

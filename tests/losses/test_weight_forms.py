@@ -1,6 +1,6 @@
 """The forms of weighted InfoNCE's weights (orbitcl.losses.weight_forms, kernels.targets): set by
 classes (SupCon, Soft SupCon, X-CLR), applied through class sums instead of a (2N, 2N) matrix,
-and row-scaled (y-Aware); against the dense W, on a process's share of the rows too, with
+and by low-rank logits (y-Aware); against the dense W, on a process's share of the rows too, with
 arbitrary labels and where a softmax over all classes would underflow."""
 
 import pytest
@@ -10,7 +10,7 @@ from helpers.reference_weighted import naive_weighted_info_nce, naive_xclr_weigh
 
 from orbitcl.losses import SupConLoss, XCLRLoss, weighted_info_nce
 from orbitcl.losses.kernels import ClassTargets, anchor_rows
-from orbitcl.losses.weight_forms import ClassWeights, RowScaledWeights
+from orbitcl.losses.weight_forms import ClassWeights, LogitWeights
 from orbitcl.losses.y_aware import y_aware_kernel_weights
 
 
@@ -86,16 +86,17 @@ def test_bad_class_weights_are_refused(classes, affinity, message):
 
 
 @pytest.mark.parametrize("images", [None, slice(2, 6)])
-def test_the_core_with_row_scaled_weights_equals_it_with_their_matrix(images):
+def test_the_core_with_logit_weights_equals_it_with_their_matrix(images):
     z_a, z_b = views(6, 4)
     g = torch.Generator().manual_seed(3)
-    kernel = torch.rand(12, 12, generator=g, dtype=torch.float64).fill_diagonal_(0.0)
-    weights = RowScaledWeights(kernel, kernel.sum(1).reciprocal())
+    left, right = (torch.randn(12, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    weights = LogitWeights(left, right)
+    w = weights.dense(torch.float64)
+    expected = (left @ right.T).exp().fill_diagonal_(0.0)
+    torch.testing.assert_close(w, expected / expected.sum(1, keepdim=True))
     assert_all_close(
         value_and_grads(weighted_info_nce(z_a, z_b, weights, 0.4, images), z_a, z_b),
-        value_and_grads(
-            naive_weighted_info_nce(z_a, z_b, weights.dense(torch.float64), 0.4, images), z_a, z_b
-        ),
+        value_and_grads(naive_weighted_info_nce(z_a, z_b, w, 0.4, images), z_a, z_b),
     )
 
 
@@ -109,8 +110,10 @@ def test_y_aware_rows_stay_finite_for_labels_far_apart():
     torch.testing.assert_close(w, expected)
 
 
-def test_bad_row_scaled_weights_are_refused():
+def test_bad_logit_weights_are_refused():
     z_a, z_b = views(2, 3)
-    kernel = torch.ones(4, 4, dtype=torch.float64).fill_diagonal_(0.0)
-    with pytest.raises(ValueError, match="every row must sum to 1"):
-        weighted_info_nce(z_a, z_b, RowScaledWeights(kernel, torch.ones(4)), 0.5)
+    with pytest.raises(ValueError, match=r"right must have shape \(2N, r\) = \(4, r\)"):
+        weighted_info_nce(z_a, z_b, LogitWeights(torch.ones(4, 2), torch.ones(3, 2)), 0.5)
+    overflowing = LogitWeights(torch.full((4, 1), 30.0), torch.full((4, 1), 30.0))  # exp(900)
+    with pytest.raises(ValueError, match="finite"):
+        weighted_info_nce(z_a, z_b, overflowing, 0.5)

@@ -5,9 +5,10 @@ passes over it.
 - ``ClassWeights``: W set by the anchors' classes through a class affinity F (C, C) (SupCon,
   Soft SupCon, X-CLR); the kernels apply it through class sums, never as a matrix
   (``kernels.targets.ClassTargets``).
-- ``RowScaledWeights``: W = diag(scale) K for a dense K >= 0 and one scale per row (y-Aware's
-  Gaussian kernel and its inverse row sums): the scale is applied in the kernels' own passes
-  over K instead of a pass of its own (``kernels.targets.RowScaledTargets``).
+- ``LogitWeights``: W the row-normalised ``exp(left right^T)`` of low-rank logits (y-Aware's
+  Gaussian kernel of labels in a few dimensions): the kernels compute each block of it where
+  they need it, in a reused buffer, and never keep a (2N, 2N) matrix
+  (``kernels.targets.LogitTargets``).
 
 Each has ``dense(dtype)``, the matrix W (for ``weight_entropy``, tests and checks), and
 ``check(n_anchors)``.
@@ -91,19 +92,24 @@ def normalised_rows(affinity: Tensor) -> Tensor:
 
 
 @dataclass
-class RowScaledWeights:
-    """``W = diag(scale) K``: ``kernel`` K (2N, 2N) >= 0 with a zero diagonal and ``scale`` (2N,)
-    > 0, the inverse of K's row sums."""
+class LogitWeights:
+    """``W_ij = exp(l_ij) / sum_{k != i} exp(l_ik)`` for ``j != i``, ``W_ii = 0``, with logits
+    ``l = left right^T`` of rank r: ``left``, ``right`` (2N, r). No shift is applied: the logits
+    must keep ``exp`` finite and each row's sum above 0 (y-Aware's are <= 0, and 0 at the other
+    view)."""
 
-    kernel: Tensor
-    scale: Tensor
+    left: Tensor
+    right: Tensor
 
     def dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
-        return (self.kernel * self.scale[:, None]).to(dtype)
+        kernel = (self.left.to(torch.float64) @ self.right.to(torch.float64).T).exp_()
+        return normalised_rows(kernel).to(dtype)
 
     def check(self, n_anchors: int) -> None:
-        if self.scale.shape != (n_anchors,):
-            raise ValueError(
-                f"scale must have shape (2N,) = ({n_anchors},), got {tuple(self.scale.shape)}"
-            )
+        for name, x in (("left", self.left), ("right", self.right)):
+            if x.ndim != 2 or len(x) != n_anchors or x.shape != self.left.shape:
+                raise ValueError(
+                    f"{name} must have shape (2N, r) = ({n_anchors}, r) like left, got "
+                    f"{tuple(x.shape)}"
+                )
         check_weights(self.dense(torch.float64), n_anchors)

@@ -14,7 +14,7 @@ of the one-hot positive, in the forward (``sum_j W_ij s_ij / tau``) and the back
 (``P - W``); no gradient flows into W. Each weighting is a small module over it, building W from
 the batch's labels (gathered under DDP by ``ContrastiveLoss``) in the form the kernels apply
 fastest (``weight_forms``): by class for SupCon, Soft SupCon and X-CLR (no (2N, 2N) matrix at
-all), row-scaled for y-Aware.
+all), by low-rank logits for y-Aware (each block computed where the kernels need it).
 """
 
 import torch
@@ -23,13 +23,13 @@ from torch import Tensor
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss, Needs
 from orbitcl.losses.functional import check_temperature
-from orbitcl.losses.weight_forms import ClassWeights, RowScaledWeights, check_weights
+from orbitcl.losses.weight_forms import ClassWeights, LogitWeights, check_weights
 
 
 def weighted_info_nce(
     z_a: Tensor,
     z_b: Tensor,
-    weights: Tensor | ClassWeights | RowScaledWeights,
+    weights: Tensor | ClassWeights | LogitWeights,
     temperature: float,
     images: slice | None = None,
     validate: bool = True,
@@ -52,9 +52,9 @@ def weighted_info_nce(
         y = weights.classes.to(z.device).repeat(2)
         affinity = weights.affinity.detach().to(z.device, z.dtype)
         targets = kernels.ClassTargets(y, affinity, cols)
-    elif isinstance(weights, RowScaledWeights):
-        kernel, scale = (x.detach().to(z.dtype)[rows] for x in (weights.kernel, weights.scale))
-        targets = kernels.RowScaledTargets(kernel, scale)
+    elif isinstance(weights, LogitWeights):
+        left, right = (x.detach().to(z.device, z.dtype) for x in (weights.left, weights.right))
+        targets = kernels.LogitTargets(left[rows], right)
     else:
         targets = weights.detach().to(z.dtype)[rows]  # (2n, 2N)
     hyper = kernels.Hyper(temperature, 1.0, 0.0, tension=False, through_t=False)
@@ -92,7 +92,7 @@ class WeightedInfoNCELoss(ContrastiveLoss):
     def check_labels(self, labels: Tensor, n: int) -> None:
         check_class_labels(labels, n, self.__class__.__name__)
 
-    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights | RowScaledWeights:
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights | LogitWeights:
         """The weights of the labels in the form the kernels apply fastest (``weight_forms``)."""
         raise NotImplementedError
 

@@ -5,29 +5,27 @@ import torch
 from torch import Tensor
 
 from orbitcl.losses.base import Needs
-from orbitcl.losses.weight_forms import RowScaledWeights
+from orbitcl.losses.weight_forms import LogitWeights
 from orbitcl.losses.weighted import WeightedInfoNCELoss
 
 
 def y_aware_kernel_weights(
     labels: Tensor, sigma: float, dtype: torch.dtype = torch.float32
-) -> RowScaledWeights:
+) -> LogitWeights:
     """``w_ij = exp(-||y_i - y_j||^2 / (2 sigma^2))`` for ``j != i``, rows normalised, over the 2N
-    anchors, as the kernel K and its inverse row sums; ``labels`` (N,) or (N, m) floats, repeated
-    per view. (The authors' code normalises by column sums through numpy broadcasting: a bug, not
-    the method; geometry.md.)"""
+    anchors, as low-rank logits; ``labels`` (N,) or (N, m) floats, repeated per view. (The
+    authors' code normalises by column sums through numpy broadcasting: a bug, not the method;
+    geometry.md.)"""
     y = labels.reshape(len(labels), -1).to(torch.promote_types(labels.dtype, dtype))
     y = y - y.mean(0)  # distances do not change; smaller norms round less below
     y = y.repeat(2, 1)  # (2N, m): the labels of [z_a; z_b]
     half_sq = y.square().sum(1, keepdim=True) / 2  # ||y_i||^2 / 2
-    # -||y_i - y_j||^2 / 2 = y_i . y_j - ||y_i||^2 / 2 - ||y_j||^2 / 2, in one product of (m + 2)
-    # columns. It is <= 0 up to rounding, and 0 at i's other view (same label): every row's
-    # largest term is about exp(0) = 1, so no row sum underflows and none overflows.
+    # -||y_i - y_j||^2 / 2 = y_i . y_j - ||y_i||^2 / 2 - ||y_j||^2 / 2: logits of rank m + 2. They
+    # are <= 0 up to rounding, and 0 at i's other view (same label): every row's largest term is
+    # about exp(0) = 1, so no row sum underflows and none overflows.
     ones = torch.ones_like(half_sq)
     left = torch.cat([y, -half_sq, -ones], 1).div_(sigma**2)
-    kernel = torch.mm(left, torch.cat([y, ones, half_sq], 1).T).exp_()  # (2N, 2N)
-    kernel.fill_diagonal_(0.0)
-    return RowScaledWeights(kernel.to(dtype), kernel.sum(1).reciprocal_().to(dtype))
+    return LogitWeights(left, torch.cat([y, ones, half_sq], 1))
 
 
 def y_aware_weights(labels: Tensor, sigma: float, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -63,5 +61,5 @@ class YAwareLoss(WeightedInfoNCELoss):
                 "dataset=rotated_mnist, gives them)"
             )
 
-    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> RowScaledWeights:
+    def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> LogitWeights:
         return y_aware_kernel_weights(labels, self.sigma, dtype)

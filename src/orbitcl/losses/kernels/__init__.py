@@ -9,7 +9,7 @@ NT-Xent/ORL kernels, public under these names for every loss in ``orbitcl.losses
   (torch.compile) kernels: the ``backend``, an argument of the losses.
 - ``one_view``: NT-Xent's blocks for ``cross_view`` and ``within_view``, on one view's columns.
 - ``targets``: weighted InfoNCE's weights by class (SupCon, Soft SupCon, X-CLR: through class
-  sums) and row-scaled (y-Aware: the scale applied in the kernels' own passes).
+  sums) and by low-rank logits (y-Aware: each block computed where it is needed).
 - ``negatives``: which columns are an anchor's negatives (``all``, ``cross_view``,
   ``within_view``), the one switch every InfoNCE-type loss passes down.
 """
@@ -35,15 +35,15 @@ from orbitcl.losses.kernels.negatives import (
     negative_mask,
 )
 from orbitcl.losses.kernels.rows import Hyper
-from orbitcl.losses.kernels.targets import ClassTargets, RowScaledTargets
+from orbitcl.losses.kernels.targets import ClassTargets, LogitTargets
 from orbitcl.losses.kernels.tension import clamped, raw_tension, tension_rows
 
 __all__ = [
     "BACKENDS",
     "BlockedInfoNCE",
     "ClassTargets",
+    "LogitTargets",
     "NEGATIVES",
-    "RowScaledTargets",
     "Hyper",
     "anchor_rows",
     "candidates",

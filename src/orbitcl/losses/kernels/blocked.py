@@ -38,7 +38,7 @@ from torch import Tensor
 from orbitcl.losses.kernels import compiled, eager, one_view
 from orbitcl.losses.kernels.anchor_terms import AnchorTerms, anchor_terms, anchor_terms_backward
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
-from orbitcl.losses.kernels.targets import ClassTargets, RowScaledTargets
+from orbitcl.losses.kernels.targets import ClassTargets, LogitTargets
 from orbitcl.losses.kernels.workspace import scratch
 
 # A block's temporaries are (2b, 2N) each, about this many bytes: 2N = 4096 in float32 is one
@@ -110,14 +110,6 @@ def _per_row(terms: AnchorTerms | None, cols: Tensor) -> tuple[Tensor, ...]:
     return per_row + (terms.a, terms.pos_dist, terms.s[cols], terms.views_coincide)
 
 
-def _dense(targets) -> tuple[Tensor | None, Tensor | None]:
-    """Dense targets' matrix (2n, 2N) and row scale (2n,) (None where W is the matrix itself);
-    (None, None) for no targets or ``ClassTargets``."""
-    if isinstance(targets, RowScaledTargets):
-        return targets.kernel, targets.scale
-    return (targets if isinstance(targets, Tensor) else None), None
-
-
 class BlockedInfoNCE(torch.autograd.Function):
     """``mean_i [-logit[i, p(i)] + logsumexp_{k != i} logit[i, k]]`` over the rows of
     ``z_rows`` (2n, d; ``anchors.anchor_rows``, whose own columns are ``cols``), with
@@ -128,7 +120,8 @@ class BlockedInfoNCE(torch.autograd.Function):
     logsumexp_{k != i} logit[i, k]]``, whose gradient is ``(P - W) / tau``. No gradient flows
     into W, and there is no tension with targets. W is a tensor, or one of the forms of
     ``targets``: ``ClassTargets`` (applied through class sums: ``z_i . (W z)_i`` forward, ``- W z``
-    and ``- W^T z_rows`` after the blocks' backward) or ``RowScaledTargets``.
+    and ``- W^T z_rows`` after the blocks' backward) or ``LogitTargets`` (each block's
+    ``exp(l)`` computed in the forward, with its row sums Z, and again in the backward).
 
     ``hyper`` (a ``Hyper``): without tension T = 1, NT-Xent; with it, T is ORL's tension clamped
     to ``[t_min, 1]``, with gradients through T if ``through_t``. Everything runs in the dtype of
@@ -144,7 +137,9 @@ class BlockedInfoNCE(torch.autograd.Function):
         blocks = _blocks(n, len(z), z.element_size())
         lse, pos_logit = [], []
         low_rank = isinstance(targets, ClassTargets)
-        dense, scale = _dense(targets)
+        logits = targets if isinstance(targets, LogitTargets) else None
+        dense = targets if isinstance(targets, Tensor) else None
+        inv_z = []  # LogitTargets: 1 / Z of each row
         with torch.autocast(z.device.type, enabled=False):  # e.g. the matmuls in half precision
             terms = anchor_terms(z_rows, z) if hyper.tension else None
             per_row, s = _per_row(terms, cols), terms.s if terms else None
@@ -161,9 +156,13 @@ class BlockedInfoNCE(torch.autograd.Function):
                 if targets is None:  # T[i, p(i)] = 1
                     pos_logit.append(gram[i, rows.pos_cols] / hyper.temperature)
                 elif dense is not None:  # sum_k W_ik G_ik / tau
-                    positive = torch.linalg.vecdot(_block(dense, n, lo, hi), gram)
-                    if scale is not None:
-                        positive.mul_(_block(scale, n, lo, hi))
+                    weights = _block(dense, n, lo, hi)
+                    positive = torch.mul(weights, gram, out=scratch("targets", gram.shape, gram))
+                    pos_logit.append(positive.sum(1).div_(hyper.temperature))
+                elif logits is not None:  # sum_k exp(l_ik) G_ik / (Z_i tau)
+                    kernel = logits.block(_block(logits.left, n, lo, hi), rows.self_cols)
+                    inv_z.append(kernel.sum(1).reciprocal_())
+                    positive = kernel.mul_(gram).sum(1).mul_(inv_z[-1])
                     pos_logit.append(positive.div_(hyper.temperature))
                 lse.append(kernels.forward_block(gram, rows, s, hyper))
             lse = _unblock(lse, blocks)
@@ -174,14 +173,17 @@ class BlockedInfoNCE(torch.autograd.Function):
             else:
                 pos_logit = _unblock(pos_logit, blocks)
         ctx.hyper, ctx.terms, ctx.kernels = hyper, terms, kernels
-        ctx.class_targets = targets if low_rank else None  # not a tensor: kept on ctx
-        ctx.save_for_backward(z_rows, z, cols, lse, dense, scale)
+        ctx.class_targets = targets if low_rank else None  # not tensors: kept on ctx
+        ctx.logits = logits
+        inv_z = _unblock(inv_z, blocks) if inv_z else None
+        ctx.save_for_backward(z_rows, z, cols, lse, dense, inv_z)
         return (lse - pos_logit).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z_rows, z, cols, lse, dense, scale = ctx.saved_tensors
+        z_rows, z, cols, lse, dense, inv_z = ctx.saved_tensors
+        logits = ctx.logits
         hyper, terms, class_targets = ctx.hyper, ctx.terms, ctx.class_targets
         n = len(z_rows) // 2
         blocks = _blocks(n, len(z), z.element_size())
@@ -203,13 +205,13 @@ class BlockedInfoNCE(torch.autograd.Function):
                 if class_targets is not None:  # P here; - W after the loop
                     d_gram = eager.softmax_(gram, rows, _block(lse, n, lo, hi), hyper.temperature)
                     d_terms = ()
+                elif logits is not None:  # P - exp(l) / Z
+                    d_gram = eager.softmax_(gram, rows, _block(lse, n, lo, hi), hyper.temperature)
+                    kernel = logits.block(_block(logits.left, n, lo, hi), rows.self_cols)
+                    d_gram.addcmul_(kernel, _block(inv_z, n, lo, hi)[:, None], value=-1.0)
+                    d_terms = ()
                 else:
-                    weights = {}
-                    if dense is not None:
-                        weights = {
-                            "targets": _block(dense, n, lo, hi),
-                            "target_scale": _block(scale, n, lo, hi),
-                        }
+                    weights = {} if dense is None else {"targets": _block(dense, n, lo, hi)}
                     d_gram, *d_terms = ctx.kernels.backward_block(
                         gram, rows, s, _block(lse, n, lo, hi), hyper, **weights
                     )

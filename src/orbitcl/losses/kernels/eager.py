@@ -97,21 +97,16 @@ def backward_block(
     lse: Tensor,
     hyper: Hyper,
     targets: Tensor | None = None,
-    target_scale: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """``dL/dG`` of the block (2b, 2N) and, through T, ``dL/da``, ``dL/dpos_dist``, ``dL/ds`` of
     the rows (2b,) and ``dL/ds`` of the columns (2N,), all divided by ``dL / (2n tau)``.
-    ``targets`` (2b, 2N): weights W in place of the one-hot positive (no tension), times
-    ``target_scale`` (2b,) per row if given."""
+    ``targets`` (2b, 2N): weights W in place of the one-hot positive (no tension)."""
     b = len(gram) // 2
     i = torch.arange(2 * b, device=gram.device)
     if not hyper.tension:
         tau, negatives = hyper.temperature, hyper.negatives
         if targets is not None:  # weighted InfoNCE: every other anchor, W in place of Y
-            p = softmax_(gram, rows, lse, tau)
-            if target_scale is None:
-                return p.sub_(targets), None, None, None, None  # - W
-            return p.addcmul_(targets, target_scale[:, None], value=-1.0), None, None, None, None
+            return softmax_(gram, rows, lse, tau).sub_(targets), None, None, None, None  # - W
         p_pos = gram[i, rows.pos_cols].div_(tau).sub_(lse).exp_()  # (2b,) P at the positive
         for r, c in quadrants(len(gram), gram.shape[1], negatives):  # P, the softmax ...
             torch.add(-lse[r, None], gram[r, c], alpha=1 / tau, out=gram[r, c]).exp_()

@@ -1,6 +1,6 @@
 """Weights of weighted InfoNCE in the forms the blocked kernels apply without passes of their own:
-by class (``ClassTargets``) and row-scaled (``RowScaledTargets``); a dense (2n, 2N) tensor is the
-third form.
+by class (``ClassTargets``) and by low-rank logits (``LogitTargets``); a dense (2n, 2N) tensor is
+the third form.
 
 Weights that depend on the anchors' classes only are applied without a (2N, 2N) matrix.
 
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from orbitcl.losses.kernels.workspace import scratch
 
 
 @dataclass
@@ -68,9 +70,19 @@ class ClassTargets:
 
 
 @dataclass
-class RowScaledTargets:
-    """``W = diag(scale) K`` of the rows: ``kernel`` K (2n, 2N) and ``scale`` (2n,). The kernels
-    read K where they would read W and apply the scale in the same pass."""
+class LogitTargets:
+    """``W`` of the rows, row-normalised ``exp(left right^T)`` with 0 at k = i
+    (``weight_forms.LogitWeights``): ``left`` (2n, r) of the rows, ``right`` (2N, r). The
+    blocked kernels compute a block's ``exp(l)`` (``block``) in its forward and again in its
+    backward (a product of r columns and an exp: cheaper than reading a kept (2N, 2N) matrix)."""
 
-    kernel: Tensor
-    scale: Tensor
+    left: Tensor
+    right: Tensor
+
+    def block(self, left: Tensor, self_cols: Tensor) -> Tensor:
+        """``exp(left right^T)`` (2b, 2N) of a block's rows ``left`` (2b, r), 0 at their own
+        columns ``self_cols`` (2b,), in a scratch buffer."""
+        out = scratch("targets", (len(left), len(self.right)), self.right)
+        kernel = torch.mm(left, self.right.T, out=out).exp_()
+        kernel[torch.arange(len(left), device=left.device), self_cols] = 0.0
+        return kernel
