@@ -73,7 +73,7 @@ def main() -> None:
 
     def embed_views():
         nonlocal z
-        _, z = embed(encoder, projector, images, 1024)
+        _, z = embed(encoder, projector, images, cfg.callbacks.similarity.batch_size)
 
     t_embed = seconds(embed_views)
     t_stats = seconds(lambda: similarity.similarities(z[:N_IMAGES], z[N_IMAGES:]))

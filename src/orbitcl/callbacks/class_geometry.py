@@ -41,7 +41,7 @@ class ClassGeometry(L.Callback):
     larger classes are pushed further apart. With equal counts (or continuous training labels)
     there are no sizes to correlate with, and it is not logged."""
 
-    def __init__(self, n_per_class: int = 100, seed: int = 0, batch_size: int = 1024):
+    def __init__(self, n_per_class: int = 100, seed: int = 0, batch_size: int = 256):
         super().__init__()
         if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 2:
             raise ValueError(f"n_per_class={n_per_class!r} is invalid: must be an integer >= 2")

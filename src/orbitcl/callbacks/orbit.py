@@ -33,7 +33,7 @@ class OrbitDiagnostics(L.Callback):
         n_views: int = 10,
         seed: int = 0,
         bins: int = 50,
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ):
         super().__init__()
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:

@@ -41,7 +41,7 @@ class SimilarityStatistics(L.Callback):
         every_n_steps: int = 50,
         seed: int = 0,
         bins: int = 100,
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ):
         super().__init__()
         for name, value, least in (("n_images", n_images, 2), ("every_n_steps", every_n_steps, 1)):

@@ -28,7 +28,7 @@ class UMAPPlot(L.Callback):
         seed: int = 0,
         n_neighbors: int = 15,
         min_dist: float = 0.1,
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ):
         super().__init__()
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
