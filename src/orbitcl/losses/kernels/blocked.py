@@ -136,7 +136,7 @@ class BlockedInfoNCE(torch.autograd.Function):
         kernels = kernels_for(hyper, len(z_rows), len(z))
         blocks = _blocks(n, len(z), z.element_size())
         lse, pos_logit = [], []
-        low_rank = isinstance(targets, ClassTargets)
+        by_class = isinstance(targets, ClassTargets)
         logits = targets if isinstance(targets, LogitTargets) else None
         dense = targets if isinstance(targets, Tensor) else None
         inv_z = []  # LogitTargets: 1 / Z of each row
@@ -166,14 +166,14 @@ class BlockedInfoNCE(torch.autograd.Function):
                     pos_logit.append(positive.div_(hyper.temperature))
                 lse.append(kernels.forward_block(gram, rows, s, hyper))
             lse = _unblock(lse, blocks)
-            if low_rank:  # sum_k W_ik G_ik = z_i . (W z)_i, without the Gram rows
+            if by_class:  # sum_k W_ik G_ik = z_i . (W z)_i, without the Gram rows
                 pos_logit = (
                     torch.linalg.vecdot(z_rows, targets.times(z, z_rows)) / hyper.temperature
                 )
             else:
                 pos_logit = _unblock(pos_logit, blocks)
         ctx.hyper, ctx.terms, ctx.kernels = hyper, terms, kernels
-        ctx.class_targets = targets if low_rank else None  # not tensors: kept on ctx
+        ctx.class_targets = targets if by_class else None  # not tensors: kept on ctx
         ctx.logits = logits
         inv_z = _unblock(inv_z, blocks) if inv_z else None
         ctx.save_for_backward(z_rows, z, cols, lse, dense, inv_z)
