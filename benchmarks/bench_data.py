@@ -120,6 +120,8 @@ def main() -> None:
     ok.append(step_with_augmentation("mnist", 256, 2 * args.repeats + 1))
     ok.append(step_with_augmentation("cifar10", args.cifar_step_batch, 2 * args.repeats + 1))
     print(f"bench_data: {sum(ok)} of {len(ok)} targets hold")
+    if not all(ok):
+        raise SystemExit(1)  # `make bench` stops here: a regression must be noticed
 
 
 if __name__ == "__main__":

@@ -230,6 +230,8 @@ def main() -> None:
     if not args.no_memory and sys.platform == "linux":  # ru_maxrss is in KiB on Linux
         measure_memory(args.d)
     print("loss kernels: all targets hold" if holds else "loss kernels: a target DOES NOT HOLD")
+    if not holds:
+        raise SystemExit(1)  # `make bench` stops here: a regression must be noticed
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def main() -> None:
     lightning, plain = interleaved_step_times(cfg, batch, args.warmup, args.steps)
     ratios = [a / b for a, b in zip(lightning, plain, strict=True)]
     quartiles = statistics.quantiles(ratios, n=4)
-    report(
+    holds = report(
         f"{args.dataset}: Lightning step / plain PyTorch loop step",
         statistics.median(ratios),
         1.05,
@@ -167,6 +167,8 @@ def main() -> None:
         f"Lightning {statistics.median(lightning) * 1e3:.1f} ms, "
         f"plain {statistics.median(plain) * 1e3:.1f} ms",
     )
+    if not holds:
+        raise SystemExit(1)  # `make bench` stops here: a regression must be noticed
 
 
 if __name__ == "__main__":

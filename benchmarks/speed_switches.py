@@ -1,4 +1,4 @@
-"""What the speed switches give (README, "Speed"): time per training step with
+"""What the speed switches give (docs/speed.md): time per training step with
 ``model.channels_last``, ``trainer.precision=bf16-mixed`` and ``model.compile`` against eager
 float32, each alone, on the device at hand (the GPU if there is one).
 

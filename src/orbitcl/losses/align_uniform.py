@@ -1,6 +1,7 @@
 """Alignment and uniformity on the hypersphere (Wang and Isola 2020) as a loss module."""
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,12 @@ class AlignUniformLoss(ContrastiveLoss):
     losses is then exactly the global loss, and so is the gradient (``orbitcl.losses.gather``);
     the price is that each rank computes the two (N, N) Gram matrices of the global batch.
     """
+
+    paper: ClassVar[str] = (
+        "Wang and Isola 2020, Understanding Contrastive Representation Learning through "
+        "Alignment and Uniformity on the Hypersphere (ICML)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.align_uniform.align_uniform"
 
     def __init__(
         self,

@@ -1,5 +1,7 @@
 """Decoupled Contrastive Learning (Yeh et al. 2022): DCL and its weighted form DCLW, as modules."""
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -63,6 +65,11 @@ class DCLLoss(ContrastiveLoss):
     batch, so the mean of the ranks' losses is the global loss, as in lightly.
     """
 
+    paper: ClassVar[str] = (
+        "Yeh, Hong, Hsu, Liu, Chen and LeCun 2022, Decoupled Contrastive Learning (ECCV)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.dcl.dcl"
+
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)
         check_temperature(temperature)
@@ -83,6 +90,11 @@ class DCLWLoss(DCLLoss):
     Under DDP the mean over j is over the global batch, so the mean of the ranks' losses is the
     global loss; lightly's ranks weigh their pairs by their own local batch instead.
     """
+
+    paper: ClassVar[str] = (
+        "Yeh, Hong, Hsu, Liu, Chen and LeCun 2022, Decoupled Contrastive Learning (ECCV)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.dcl.von_mises_fisher_weights"
 
     def __init__(
         self, temperature: float = 0.1, sigma: float = 0.5, gather_distributed: bool = False

@@ -1,6 +1,7 @@
 """The debiased contrastive loss of Chuang et al. (NeurIPS 2020) as a module."""
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -84,6 +85,11 @@ class DebiasedContrastiveLoss(ContrastiveLoss):
     contrasted with the embeddings of all ranks (``orbitcl.losses.gather``; M = 2 W n - 2):
     the mean of the ranks' losses is the loss on the global batch.
     """
+
+    paper: ClassVar[str] = (
+        "Chuang, Robinson, Lin, Torralba and Jegelka 2020, Debiased Contrastive Learning (NeurIPS)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.debiased.debiased"
 
     def __init__(
         self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = False

@@ -1,6 +1,7 @@
 """Hard-negative reweighting of Robinson et al. (ICLR 2021) as a module."""
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -71,6 +72,12 @@ class HardNegativeLoss(ContrastiveLoss):
     contrasted with the embeddings of all ranks (``orbitcl.losses.gather``; M = 2 W n - 2):
     the mean of the ranks' losses is the loss on the global batch.
     """
+
+    paper: ClassVar[str] = (
+        "Robinson, Chuang, Sra and Jegelka 2021, Contrastive Learning with Hard Negative "
+        "Samples (ICLR)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.hard_negative.hard_negative"
 
     def __init__(
         self,

@@ -1,5 +1,7 @@
 """The margin contrastive loss of Hadsell, Chopra and LeCun (CVPR 2006) as a module."""
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -60,6 +62,12 @@ class MarginContrastiveLoss(ContrastiveLoss):
     contrasted with the embeddings of all ranks (``orbitcl.losses.gather``): the mean of the
     ranks' losses is the loss on the global batch.
     """
+
+    paper: ClassVar[str] = (
+        "Hadsell, Chopra and LeCun 2006, Dimensionality Reduction by Learning an Invariant "
+        "Mapping (CVPR)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.margin.margin_contrastive"
 
     def __init__(self, margin: float = 1.0, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)

@@ -16,6 +16,7 @@ the queue after the step.
 
 from collections.abc import Sequence
 from functools import reduce
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -140,6 +141,13 @@ class MoCoLoss(Loss):
     The loss itself needs no gathering: each query's term depends on its own q, k and the shared
     queue, so the mean of the ranks' losses is the global batch's.
     """
+
+    paper: ClassVar[str] = (
+        "He, Fan, Wu, Xie and Girshick 2020, Momentum Contrast for Unsupervised Visual "
+        "Representation Learning (CVPR); Chen, Fan, Girshick and He 2020, Improved Baselines "
+        "with Momentum Contrastive Learning"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.moco.moco"
 
     needs = Needs(momentum_keys=True)
 

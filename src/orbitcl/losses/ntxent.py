@@ -1,5 +1,7 @@
 """NT-Xent, the loss of SimCLR (Chen et al. 2020), as a module."""
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from orbitcl.losses import functional, kernels
@@ -32,6 +34,12 @@ class NTXentLoss(ContrastiveLoss):
     (the above, SimCLR), ``cross_view`` (the other view's images only: InfoNCE/CLIP) or
     ``within_view`` (the anchor's own view's images: DHEL).
     """
+
+    paper: ClassVar[str] = (
+        "Chen, Kornblith, Norouzi and Hinton 2020, A Simple Framework for Contrastive Learning "
+        "of Visual Representations (ICML)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.functional.ntxent"
 
     def __init__(
         self, temperature: float = 0.5, gather_distributed: bool = False, negatives: str = "all"

@@ -1,5 +1,7 @@
 """The Orbit Regularization Loss (ORL) as a module."""
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from orbitcl.losses import functional, kernels
@@ -31,6 +33,12 @@ class ORLLoss(ContrastiveLoss):
     ``negatives`` chooses the negatives in each anchor's softmax, as for ``NTXentLoss``
     (``all``, ``cross_view``, ``within_view``); the tension of those it keeps is unchanged.
     """
+
+    paper: ClassVar[str] = (
+        "Contrastive Learning with Latent Tension Regularization for Tight Orbits (the ORL "
+        "write-up)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.functional.orl"
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ per-negative direction, no gradient through T.
 """
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -85,6 +86,12 @@ class ORLMeanTensionLoss(ContrastiveLoss):
     ``negatives`` (``all``, ``cross_view``, ``within_view``): the negatives in each anchor's
     softmax, as for ``ORLLoss``; ``c`` is the mean tension of those.
     """
+
+    paper: ClassVar[str] = (
+        "orbitcl's control for ORL: Contrastive Learning with Latent Tension Regularization for"
+        " Tight Orbits (the ORL write-up)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.orl_mean_tension.orl_mean_tension"
 
     def __init__(
         self,

@@ -6,6 +6,8 @@ T among that row's negatives keeps the distribution, row by row, and destroys th
 negative k gets the factor that belongs to some other negative's direction.
 """
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -109,6 +111,12 @@ class ORLShuffledTensionLoss(ContrastiveLoss):
     ``negatives`` (``all``, ``cross_view``, ``within_view``): the negatives in each anchor's
     softmax, as for ``ORLLoss``; T is shuffled among those.
     """
+
+    paper: ClassVar[str] = (
+        "orbitcl's control for ORL: Contrastive Learning with Latent Tension Regularization for"
+        " Tight Orbits (the ORL write-up)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.orl_shuffled_tension.orl_shuffled_tension"
 
     def __init__(
         self,

@@ -1,6 +1,8 @@
 """The supervised contrastive loss (SupCon) of Khosla et al. 2020, L_out form, and its soft
 variant, as weightings of the weighted InfoNCE core (``losses.weighted``)."""
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -72,6 +74,9 @@ class SupConLoss(WeightedInfoNCELoss):
     the mean over its own anchors: the mean of the ranks' losses is the global loss.
     """
 
+    paper: ClassVar[str] = "Khosla et al. 2020, Supervised Contrastive Learning (NeurIPS)"
+    formula: ClassVar[str] = "orbitcl.losses.supcon.supcon"
+
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
         super().__init__(temperature, gather_distributed)
 
@@ -84,6 +89,12 @@ class SoftSupConLoss(WeightedInfoNCELoss):
     (0, 1), default 0.1) relative to the same-class ones, rows normalised. Its optimum reaches
     ``P = W``, with an intra- minus inter-class cosine gap of ``-tau ln(epsilon)`` whatever the
     class sizes, where SupCon's geometry bends with them. As ``epsilon -> 0`` it is SupCon."""
+
+    paper: ClassVar[str] = (
+        "Vock, Duchesnay and Dufumier 2026, A Unified Geometric Framework for Weighted "
+        "Contrastive Learning (arXiv:2605.13943)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.supcon.soft_supcon_class_weights"
 
     def __init__(
         self, temperature: float = 0.1, epsilon: float = 0.1, gather_distributed: bool = False

@@ -1,5 +1,7 @@
 """The triplet loss with semi-hard negative mining of FaceNet (Schroff et al. 2015) as a module."""
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -63,6 +65,12 @@ class TripletSemiHardLoss(ContrastiveLoss):
     their negatives among the embeddings of all ranks (``orbitcl.losses.gather``): the mean of
     the ranks' losses is the loss on the global batch.
     """
+
+    paper: ClassVar[str] = (
+        "Schroff, Kalenichenko and Philbin 2015, FaceNet: A Unified Embedding for Face "
+        "Recognition and Clustering (CVPR)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.triplet.triplet_semihard"
 
     def __init__(self, margin: float = 0.2, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)

@@ -2,6 +2,7 @@
 samples, a weighting of the weighted InfoNCE core (``losses.weighted``, geometry.md)."""
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -70,6 +71,12 @@ class XCLRLoss(WeightedInfoNCELoss):
     mean training images of two classes, raw pixels: it is handed over before training
     (``set_class_similarity``; ``needs.class_similarity``), by ``orbitcl.train`` from the
     training split."""
+
+    paper: ClassVar[str] = (
+        "Sobal et al. 2024, X-Sample Contrastive Loss: Improving Contrastive Learning with "
+        "Sample Similarity Graphs"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.xclr.xclr_class_weights"
 
     def __init__(
         self,

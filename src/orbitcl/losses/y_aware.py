@@ -1,6 +1,8 @@
 """y-Aware InfoNCE (Dufumier et al., MICCAI 2021) on continuous labels, a weighting of the
 weighted InfoNCE core (``losses.weighted``, geometry.md)."""
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -38,6 +40,12 @@ class YAwareLoss(WeightedInfoNCELoss):
     distance of their continuous labels (``sigma`` its standard deviation): ``y_aware_weights``.
     Labels on a sphere (an angle as ``(cos, sin)``) let it reach its optimum ``L = H(W)``; labels
     on a line in few dimensions do not (geometry.md)."""
+
+    paper: ClassVar[str] = (
+        "Dufumier et al. 2021, Contrastive Learning with Continuous Proxy Meta-Data for 3D MRI "
+        "Classification (MICCAI)"
+    )
+    formula: ClassVar[str] = "orbitcl.losses.y_aware.y_aware_kernel_weights"
 
     needs = Needs(labels=True, continuous_labels=True)
 

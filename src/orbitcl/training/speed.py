@@ -1,7 +1,7 @@
 """Speed switches that change no result beyond float rounding: `model.channels_last` and
 `model.compile` (bf16 mixed precision is Lightning's own `trainer.precision=bf16-mixed`).
 
-What each gives, measured, is in the README's "Speed" section.
+What each gives, measured, is in docs/speed.md ("GPU switches").
 """
 
 import torch

@@ -3,7 +3,7 @@
 points lie against a baseline's temperature curve (NT-Xent's).
 
 ORL's tension acts, to first order, like a higher temperature for the negatives
-(../shared/docs/orl.md, "Known confound"). If ORL's points lie on NT-Xent's temperature curve,
+(docs/orl.md, "Known confound"). If ORL's points lie on NT-Xent's temperature curve,
 ORL moves along the trade-off a temperature moves along; off it, it does something a
 temperature cannot. The rule, said in the report too: a point is ON the curve when its box
 (uniformity ± CI, alignment ± CI, 95% over seeds) meets the band of the curve, the union of the
