@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
+from orbitcl.callbacks.requirements import skipped, usable_callbacks
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
@@ -86,7 +87,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     serve_class_similarity(datamodule, terms)
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    built = [(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    # What the data cannot feed is left out now, one log line each, not failed on mid-run.
+    callbacks = usable_callbacks([(key, build(key, c)) for key, c in built], datamodule)
+    skipped(f"the kNN monitor ({names.KNN_ACC})", module.knn_needs, datamodule)  # it runs none
     callbacks.append(ConfigSnapshot(config))
     resume_from = _resumable_checkpoint(callbacks, config)
     quiet_lightning_tips()
