@@ -32,7 +32,7 @@ from orbitcl.training.labels import (
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
 from orbitcl.training.optimizers import check_lr_scaling
-from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
+from orbitcl.training.resume import ConfigSnapshot, check_resumable
 from orbitcl.training.speed import apply_speed_switches
 
 log = logging.getLogger(__name__)
@@ -147,15 +147,7 @@ def _resumable_checkpoint(callbacks: list, config: dict) -> Path | None:
     last = Path(checkpointing[0].dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
     if not last.is_file():
         return None
-    try:
-        stored = stored_config(last)
-    except Exception as err:  # unreadable: truncated by a crash outside Lightning's saves
-        raise ConfigError(
-            f"{last} cannot be read ({err.__class__.__name__}: {err}); move it away to start "
-            "this run from scratch, or choose another hydra.run.dir"
-        ) from err
-    if stored is not None:
-        check_same_experiment(stored, config, last)
+    check_resumable(last, config)  # truncated, another experiment's, not a checkpoint: stops
     log.info("Resuming from %s", last)
     return last
 
