@@ -105,7 +105,8 @@ def resume_problem(checkpoint: Path, config: dict[str, Any]) -> str | None:
     try:
         stored = stored_config(checkpoint)
     except Exception as err:  # torch.load of a truncated or foreign file raises many kinds
-        return f"cannot be read ({err.__class__.__name__}: {str(err).strip()[:300]})"
+        first = str(err).strip().split(". ")[0]  # torch's advice for the file follows it
+        return f"cannot be read ({err.__class__.__name__}: {first})"
     if stored is None:
         return "holds no orbitcl config: it was not written by an orbitcl run"
     differences = config_differences(stored, config, MAY_CHANGE_ON_RESUME, "checkpoint")
