@@ -10,12 +10,16 @@ from helpers.data_files import write_image_folder, write_stl10
 from helpers.in_process import SMALL_RUN, run_dir_overrides
 
 import orbitcl.data.datamodule
+from orbitcl.callbacks.class_geometry import ClassGeometry
+from orbitcl.callbacks.online_linear import OnlineLinearClassifier
+from orbitcl.callbacks.requirements import unmet
+from orbitcl.data import STL10DataModule
 from orbitcl.training.fit import train
 
 ONLINE_LINEAR = "callbacks.online_linear (OnlineLinearClassifier)"
 CLASS_GEOMETRY = "callbacks.class_geometry (ClassGeometry)"
 KNN = "the kNN monitor (val/knn_acc)"
-NO_CLASSES = "class labels on the test split (dataset.root='{root}' is a flat folder of images"
+NO_CLASSES = "(dataset.root='{root}' is a flat folder of images, without class folders)"
 # The metric each callback logs at its validation, or every step.
 LOGGED = {
     "callbacks.tension": "tension/mean",
@@ -83,6 +87,9 @@ def test_every_default_callback_runs_or_is_skipped_with_one_line(
     assert [line.split(" skipped: ")[0] for line in lines] == skipped
     if case == "flat_folder":
         assert all(NO_CLASSES.format(root=data) in line for line in lines)
+        assert all(line.count("(dataset.root=") == 1 for line in lines)  # each reason once
+        need = "it needs class labels on the test split and class labels on the training images ("
+        assert need in lines[0]
     if case == "rotated_mnist":  # its training labels are angles
         assert "label_space='circle' labels each training image" in lines[0]
     if case == "stl10_unlabeled":
@@ -95,3 +102,16 @@ def test_every_default_callback_runs_or_is_skipped_with_one_line(
     plots = {p.name.split("_step")[0] for p in (tmp_path / "run" / "plots").glob("*.png")}
     assert {"umap", "orbit_cos", "similarity", "tension"} <= plots
     assert ("class_geometry" in plots) == (CLASS_GEOMETRY not in skipped)
+
+
+def test_stl10_with_its_labelled_training_images_keeps_the_online_classifier(tmp_path):
+    write_stl10(tmp_path)
+    needs = OnlineLinearClassifier.needs
+    labelled = STL10DataModule(data_dir=tmp_path, train_split="train+unlabeled", download=False)
+    assert unmet(needs, labelled) == []
+    unlabeled = STL10DataModule(data_dir=tmp_path, train_split="unlabeled", download=False)
+    assert unmet(needs, unlabeled) == [
+        "class labels on the training images (dataset.train_split='unlabeled' holds STL-10's "
+        "unlabeled images)"
+    ]
+    assert unmet(ClassGeometry.needs, unlabeled) == []  # its test split is labelled

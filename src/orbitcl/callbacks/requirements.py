@@ -36,14 +36,14 @@ NOTHING = DataNeeds()
 
 
 def unmet(needs: DataNeeds, datamodule) -> list[str]:
-    """One phrase per need of `needs` that `datamodule` does not meet, with the reason:
-    "class labels on the test split (dataset.root='/x' is a flat folder of images, ...)"."""
+    """One phrase per reason that `datamodule` does not meet `needs`, the needs it leaves unmet
+    first: "class labels on the test split (dataset.root='/x' is a flat folder of images, ...)"."""
     offers = datamodule.offers()
-    return [
-        f"{_WHAT[field.name]} (dataset.{offers[field.name]})"
-        for field in fields(needs)
-        if getattr(needs, field.name) and offers[field.name] is not None
-    ]
+    by_reason: dict[str, list[str]] = {}
+    for field in fields(needs):
+        if getattr(needs, field.name) and offers[field.name] is not None:
+            by_reason.setdefault(offers[field.name], []).append(_WHAT[field.name])
+    return [f"{' and '.join(what)} (dataset.{reason})" for reason, what in by_reason.items()]
 
 
 def skipped(what: str, needs: DataNeeds, datamodule) -> bool:
