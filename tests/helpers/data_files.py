@@ -1,5 +1,6 @@
 """Small datasets written by the tests themselves, in the formats orbitcl reads: image folders
-(class folders or flat), CIFAR-100's python pickles and STL-10's binaries (torchvision's layout).
+(class folders or flat), CIFAR-10's and CIFAR-100's python pickles and STL-10's binaries
+(torchvision's layout).
 None of them can be downloaded here."""
 
 import pickle
@@ -28,6 +29,29 @@ def write_image_folder(
                 pixels, suffix = rng.integers(0, 256, (*size, 3), dtype=np.uint8), "jpg"
             Image.fromarray(pixels).save(folder / f"{i:02d}.{suffix}")
     return root
+
+
+def write_cifar10(
+    data_dir: Path, batches=(40, 24), n_test: int = 16, seed: int = 0, protocol: int = 4
+) -> Path:
+    """data_dir/cifar-10-batches-py/{data_batch_1, ..., test_batch, batches.meta}: one training
+    batch of each size in `batches`, random images, labels 0..9 in turn, pickled with `protocol`
+    (2: as Python 2 era files, with bytes through `_codecs.encode`). Returns the folder."""
+    rng = np.random.default_rng(seed)
+    folder = data_dir / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i + 1}" for i in range(len(batches))] + ["test_batch"]
+    for name, n in zip(names, [*batches, n_test], strict=True):
+        entry = {
+            "batch_label": name,
+            "data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),  # R, G, B planes
+            "labels": [i % 10 for i in range(n)],
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=protocol))
+    meta = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": 10000}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    return folder
 
 
 def write_cifar100(data_dir: Path, n_train: int = 48, n_test: int = 16, seed: int = 0) -> Path:

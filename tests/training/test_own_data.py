@@ -85,8 +85,10 @@ def test_a_flat_folder_trains_and_says_once_that_evaluation_is_skipped(folders):
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert "val/knn_acc" not in header and "val/linear_acc" not in header
     lines = (run_dir / "train.log").read_text().splitlines()
-    skipped = [line for line in lines if "No class labels" in line]
-    assert len(skipped) == 1 and "flat folder" in skipped[0] and "are skipped" in skipped[0]
+    skipped = [line for line in lines if " skipped: it needs class labels" in line]
+    assert len(skipped) == 2 and all("is a flat folder of images" in line for line in skipped)
+    assert "callbacks.online_linear (OnlineLinearClassifier) skipped" in skipped[0]
+    assert "the kNN monitor (val/knn_acc) skipped" in skipped[1]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -116,7 +118,9 @@ def test_cifar100_and_stl10_train_with_lars(torchvision_sets):
     assert len(logged(cifar100, "val/linear_acc")) == 1
     # STL-10 trained on unlabeled images only: the online classifier has nothing to learn from.
     assert not logged(stl10, "val/linear_acc")
-    assert "val/linear_acc not logged" in (stl10 / "train.log").read_text()
+    skipped = "callbacks.online_linear (OnlineLinearClassifier) skipped: it needs class labels on "
+    skipped += "the training images (dataset.train_split='unlabeled' holds STL-10's unlabeled"
+    assert skipped in (stl10 / "train.log").read_text()
 
 
 def test_evaluate_prints_the_knn_grid(folders, tmp_path, capsys):

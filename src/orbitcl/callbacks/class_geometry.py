@@ -7,6 +7,7 @@ from torch import Tensor
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines
 from orbitcl.metrics.orbits import embed
 from orbitcl.tracking import plots
@@ -40,6 +41,8 @@ class ClassGeometry(L.Callback):
     between ``n_c + n_c'`` and the prototype cosine ``M_cc'`` (geometry.md), negative where
     larger classes are pushed further apart. With equal counts (or continuous training labels)
     there are no sizes to correlate with, and it is not logged."""
+
+    needs = DataNeeds(class_labels=True, test_split=True)
 
     def __init__(self, n_per_class: int = 100, seed: int = 0, batch_size: int = 256):
         super().__init__()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orbitcl.callbacks import names
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.metrics.knn import whole_loader_split
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class OnlineLinearClassifier(L.Callback):
     gathered, each image once, so `val/linear_acc` is one process's accuracy on the whole split.
     Its weights and optimiser state are saved in checkpoints and restored on resume.
     """
+
+    needs = DataNeeds(class_labels=True, training_class_labels=True, test_split=True)
 
     def __init__(self, optimizer: Callable[..., torch.optim.Optimizer] | None = None):
         self.optimizer_factory = optimizer or functools.partial(

@@ -4,6 +4,7 @@ import lightning as L
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, save_plot
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.metrics import geometry
 from orbitcl.metrics.orbits import Orbits, embed_orbits, orbits_of_test_split
 from orbitcl.tracking import plots
@@ -26,6 +27,8 @@ class OrbitDiagnostics(L.Callback):
     `train_transform`; both are drawn once from `seed`, so every validation sees the same
     orbits. Cost: one forward pass over A*(K+1) images (2200 at the defaults). Rank zero only.
     """
+
+    needs = DataNeeds(test_split=True)  # no labels: views of an image are its orbit
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import torch
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_scalars, save_plot
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.metrics import similarity
 from orbitcl.metrics.orbits import Orbits, embed, sample_orbits
 from orbitcl.tracking import plots
@@ -35,6 +36,8 @@ class SimilarityStatistics(L.Callback):
     (``metrics.similarity``: no M x M matrix kept); the views are drawn once.
     """
 
+    needs = DataNeeds()  # training images alone: runs on any data
+
     def __init__(
         self,
         n_images: int = 5000,
@@ -60,17 +63,18 @@ class SimilarityStatistics(L.Callback):
         """The fixed training images with their 2 views, drawn at the first call."""
         if self._pairs is None:
             datamodule = trainer.datamodule
-            bank = datamodule.val_dataloader()[0].dataset  # the training split
-            self._n_train = len(bank)
+            # The images training draws from (not the kNN bank: STL-10's is its labelled split).
+            images, labels = datamodule.training_split
+            self._n_train = len(images)
             # The training views themselves: the batched pipeline's where it is the run's.
             batched = getattr(datamodule, "batch_augment", None) is not None
             self._pairs = sample_orbits(
-                bank.images,
-                bank.labels,
+                images,
+                labels,
                 self.n_images,
                 2,
                 view_transform=datamodule.train_transform,
-                anchor_transform=bank.transform,
+                anchor_transform=datamodule.eval_transform,
                 seed=self.seed,
                 batch_transform=datamodule.augment_batch if batched else None,
             )

@@ -5,6 +5,7 @@ import torch
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, log_scalars, save_plot
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.losses import functional
 from orbitcl.metrics import geometry
 from orbitcl.tracking import plots
@@ -23,6 +24,8 @@ class TensionMonitor(L.Callback):
     elementwise pass on a Gram matrix, no forward pass. Rank zero only; under DDP it measures
     rank zero's share of the global batch (the loss itself sees all of it).
     """
+
+    needs = DataNeeds()  # the training batch alone: runs on any data
 
     def __init__(self, every_n_steps: int = 50, t_min: float = 1e-6, bins: int = 50):
         super().__init__()

@@ -4,6 +4,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
 from orbitcl.callbacks.outputs import save_plot
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.metrics.orbits import Orbits, embed, orbits_of_test_split
 from orbitcl.tracking import plots
 
@@ -17,7 +18,11 @@ class UMAPPlot(L.Callback):
     Runs after validation, on rank zero only. Cost: a forward pass over M*K images plus the UMAP
     fit, ~3 s for 1500 points on a CPU core, and ~6 s more the first time in a process (numba
     compiles UMAP's kernels): hence every few epochs, not every epoch.
+
+    Without class labels (a flat folder) every point has the colour of label -1.
     """
+
+    needs = DataNeeds(test_split=True)
 
     def __init__(
         self,

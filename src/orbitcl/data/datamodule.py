@@ -142,6 +142,19 @@ class MultiViewDataModule(L.LightningDataModule):
         """The train or test split: images uint8 (N, C, H, W), labels int64 (N,)."""
         raise NotImplementedError
 
+    def offers(self) -> dict[str, str | None]:
+        """What this data provides to the diagnostics, by the fields of
+        `orbitcl.callbacks.requirements.DataNeeds`: None where it does, else why not, naming the
+        dataset argument responsible (e.g. "root='/x' is a flat folder of images, ...")."""
+        no_classes = None
+        if not self.num_classes:
+            no_classes = self.missing_labels or f"_target_={type(self).__name__} has no classes"
+        return {
+            "class_labels": no_classes,  # the test split and the kNN bank
+            "training_class_labels": self.continuous_labels or no_classes,
+            "test_split": None,  # every datamodule has one (an image folder holds one out)
+        }
+
     def load_bank(self) -> Split:
         """The kNN bank, once the train split is loaded: the train split itself."""
         return self._train
@@ -355,6 +368,12 @@ class STL10DataModule(MultiViewDataModule):
 
     def load_split(self, train: bool) -> Split:
         return load_stl10(self.data_dir, self.train_split if train else "test", download=False)
+
+    def offers(self) -> dict[str, str | None]:
+        offers = super().offers()
+        if self.train_split == "unlabeled":  # train+unlabeled: the 5k labelled ones are classes
+            offers["training_class_labels"] = self.missing_labels
+        return offers
 
     def load_bank(self) -> Split:
         if self.train_split == "train":

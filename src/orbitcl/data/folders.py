@@ -9,8 +9,15 @@ Without a test (or val) folder, a held-out split is carved from the images: per 
 `test_fraction` of them chosen by a permutation seeded with `split_seed`, so the same files always
 give the same split. Files count as images by their extension (torchvision's `IMG_EXTENSIONS`);
 folders whose name starts with "." are skipped. Each image is decoded, converted to `channels`,
-resized (shorter side) and centre-cropped to `image_size` when it is read; a file that cannot be
-decoded stops the run, naming it.
+resized (shorter side) and centre-cropped to `image_size` when it is read.
+
+What is checked, naming the path: when listed (before training), a symbolic link to a folder it
+is inside (a loop), a broken link, an empty (zero-byte) file and a class folder without images;
+when decoded (in the DataLoader worker: decoding every image first would cost a pass over the
+data), a file that is truncated, not an image, or larger than PIL's `Image.MAX_IMAGE_PIXELS`
+allows (a decompression bomb). Either stops the run. Conversion to `channels`: palette, CMYK and
+grey images are converted by PIL; an alpha channel is dropped, as torchvision's loader does;
+16-bit grey images are scaled to 8 bits (PIL would clip them at 255).
 """
 
 import logging
@@ -19,10 +26,11 @@ from collections.abc import Sequence
 from numbers import Integral
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as F
 
 from orbitcl.data.datamodule import MultiViewDataModule, require_int
@@ -32,6 +40,7 @@ from orbitcl.data.sources import NO_LABEL, Split
 log = logging.getLogger(__name__)
 
 Items = list[tuple[str, int]]  # (path, label) of each image
+_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey (PIL opens PNGs as "I")
 
 
 class ImageFiles:
@@ -55,7 +64,7 @@ class ImageFiles:
     def read(self, path: str) -> Tensor:
         try:
             with Image.open(path) as image:
-                image = image.convert(self.mode)  # decodes the whole file
+                image = to_mode(image, self.mode)  # decodes the whole file
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise DataNotFoundError(
                 f"{path} cannot be read as an image ({err.__class__.__name__}: {err}); "
@@ -63,6 +72,15 @@ class ImageFiles:
             ) from err
         image = F.center_crop(F.resize(image, [self.size]), [self.size])  # shorter side first
         return F.pil_to_tensor(image)  # (C, S, S) uint8
+
+
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode` ("L" or "RGB"), 8 bits per channel: 16-bit grey scaled (x / 257),
+    the rest converted by PIL (alpha dropped)."""
+    if image.mode in _WIDE_GREY:
+        wide = np.asarray(image, dtype=np.int64).clip(0, 65535)  # (H, W)
+        image = Image.fromarray(((wide + 128) // 257).astype(np.uint8), mode="L")
+    return image.convert(mode)
 
 
 class ImageFolderDataModule(MultiViewDataModule):
@@ -174,10 +192,50 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
+def image_files(folder: Path, recursive: bool, inside: Path | None = None) -> list[str]:
+    """The image files in `folder` (and, `recursive`, the folders below it, symbolic links
+    followed, hidden folders skipped), sorted by (folder, name) as torchvision sorts them.
+    Raises DataNotFoundError naming a link that loops (to `folder`, a folder between, or the
+    folder `inside` which `folder` lies), a broken link or an empty file."""
+    found: list[tuple[str, str]] = []
+
+    def visit(directory: Path, inside: frozenset[str]) -> None:
+        for entry in os.scandir(directory):
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symbolic links
+            except OSError:  # a loop of links: named below, if it has an image's name
+                is_dir = False
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in inside:
+                    raise DataNotFoundError(
+                        f"{path} is a symbolic link to {real}, a folder it is inside: the tree "
+                        "would loop forever. Remove the link."
+                    )
+                if recursive and not entry.name.startswith("."):
+                    visit(path, inside | {real})
+            elif _is_image(path):
+                try:
+                    size = entry.stat().st_size  # follows symbolic links
+                except OSError as err:  # broken, or a loop of file links
+                    raise DataNotFoundError(
+                        f"{path} is a symbolic link that leads to no file ({err.strerror}): "
+                        "remove it or point it at an image"
+                    ) from err
+                if size == 0:
+                    raise DataNotFoundError(f"{path} is empty (0 bytes): delete or replace it")
+                found.append((str(directory), entry.name))
+
+    above = {os.path.realpath(folder)} | ({os.path.realpath(inside)} if inside else set())
+    visit(folder, frozenset(above))
+    return [os.path.join(directory, name) for directory, name in sorted(found)]
+
+
 def list_images(folder: Path, classes: list[str]) -> Items:
     """(path, label) of every image in `folder`: in the folders of `classes` (label: the class's
     position), or with no `classes` directly in `folder` (label: NO_LABEL); sorted by path."""
-    loose = sorted(str(p) for p in folder.iterdir() if p.is_file() and _is_image(p))
+    loose = image_files(folder, recursive=False)
     if not classes:
         if not loose:
             raise DataNotFoundError(
@@ -192,11 +250,16 @@ def list_images(folder: Path, classes: list[str]) -> Items:
         )
     if loose:
         log.warning("%d images in %s outside any class folder are left out", len(loose), folder)
-    index = {name: i for i, name in enumerate(classes) if name in present}
-    try:
-        return make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)
-    except (FileNotFoundError, ValueError) as err:  # a class folder without images, or none
-        raise DataNotFoundError(f"{folder}: {err}") from err
+    items = []
+    for name in present:
+        paths = image_files(folder / name, recursive=True, inside=folder)
+        if not paths:
+            raise DataNotFoundError(
+                f"{folder / name} is a class folder without images ({', '.join(IMG_EXTENSIONS)}):"
+                " add images, or remove it"
+            )
+        items += [(path, classes.index(name)) for path in paths]
+    return items
 
 
 def held_out(labels: list[int], fraction: float, seed: int) -> list[bool]:

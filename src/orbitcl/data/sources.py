@@ -2,17 +2,17 @@
 `(images uint8 (N, C, H, W), labels int64 (N,))`; an image without a label (STL-10's unlabeled
 split) has label `NO_LABEL`.
 
-MNIST, CIFAR-10, CIFAR-100 and STL-10 go through torchvision, which owns the file formats and the
-download. This file only checks the files first, so that a truncated file is named rather than
-half-read, picks the offline CIFAR-10 subset when the full dataset is absent, and turns every
-"not there" into a `DataNotFoundError` that says what to do about it. MNIST and CIFAR-10 are
-checked by md5; CIFAR-100 and STL-10 by their structure (sizes, unpickling), which costs no pass
-over STL-10's 2.6 GB and also reads a subset of them (with a warning), like the small files the
-tests write.
+MNIST and STL-10 go through torchvision, which owns those file formats; CIFAR-10 and CIFAR-100,
+pickles, are read here (`cifar_files.py`) through the restricted unpickler, so that no dataset
+file can run code (torchvision would `pickle.load` them). torchvision downloads all four. This
+file checks the files first, so that a truncated file is named rather than half-read, and turns
+every "not there" into a `DataNotFoundError` that says what to do about it. MNIST is checked by
+md5; CIFAR-10, CIFAR-100 and STL-10 by their structure (sizes, unpickling), which costs no pass
+over STL-10's 2.6 GB and also reads a re-packed copy or a subset of them (with a warning), like
+the offline CIFAR-10 subset and the small files the tests write.
 """
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,9 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, STL10
-from torchvision.datasets.utils import calculate_md5
+from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
+from orbitcl.data.cifar_files import read_batches, read_class_names
 from orbitcl.data.errors import DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,18 @@ _MNIST_FILES = {
 }
 
 
-class CIFAR10Subset(CIFAR10):
-    """The CIFAR-10 subset of the offline data copy: the first 4000 train and 1000 test images,
-    in their original order, as re-packed batches (torchvision's md5s for the full files fail)."""
-
-    train_list = [["data_batch_1", "327c98428ca3c4040c396c7b5ede0d7b"]]
-    test_list = [["test_batch", "4f349ffc127980c8746238878b5cfeac"]]
+# CIFAR-10's files: the published ones (torchvision's md5s), and the offline data copy's subset,
+# the first 4000 train and 1000 test images in their original order, re-packed.
+CIFAR10_TRAIN = [name for name, _ in CIFAR10.train_list]  # data_batch_1 ... data_batch_5
+CIFAR10_TEST = CIFAR10.test_list[0][0]  # test_batch
+CIFAR10_META = CIFAR10.meta["filename"]  # batches.meta
+_CIFAR10_PUBLISHED = {name: md5 for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list]}
+_CIFAR10_PUBLISHED[CIFAR10_META] = CIFAR10.meta["md5"]
+_CIFAR10_SUBSET = {
+    "data_batch_1": "327c98428ca3c4040c396c7b5ede0d7b",
+    "test_batch": "4f349ffc127980c8746238878b5cfeac",
+    CIFAR10_META: CIFAR10.meta["md5"],
+}
 
 
 def load_digits(train: bool) -> Split:
@@ -74,7 +81,7 @@ def ensure_mnist(data_dir: str | Path, download: bool) -> None:
             error = err
         problems = _problems(folder, _MNIST_FILES)
     if problems:
-        raise _not_found("MNIST", root, folder, [_MNIST_FILES], error) from error
+        raise _not_found("MNIST", root, folder, _MNIST_FILES, problems, error) from error
 
 
 def load_mnist(data_dir: str | Path, train: bool, download: bool) -> Split:
@@ -84,47 +91,55 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool) -> Split:
     return mnist.data.unsqueeze(1), mnist.targets  # (N, 28, 28) -> (N, 1, 28, 28)
 
 
-def ensure_cifar10(data_dir: str | Path, download: bool) -> type[CIFAR10]:
-    """Makes sure `<data_dir>/cifar-10-batches-py` holds CIFAR-10, downloading it if allowed, and
-    returns the class that reads what is there: the full dataset, else the offline subset."""
+def ensure_cifar10(data_dir: str | Path, download: bool) -> list[str]:
+    """Makes sure `<data_dir>/cifar-10-batches-py` holds CIFAR-10's test batch, meta file and at
+    least one training batch, downloading the dataset if allowed; returns the training batches
+    there."""
     root = _root(data_dir, "CIFAR-10")
     folder = root / CIFAR10.base_folder
     error = None
-    if (cifar10 := _readable_cifar10(folder)) is None and download:
+    if _cifar10_problems(folder) and download:
         try:
-            CIFAR10(root, download=True)
+            _download(CIFAR10, root)
         except (OSError, RuntimeError) as err:
             error = err
-        cifar10 = _readable_cifar10(folder)
-    if cifar10 is None:
-        # Files are reported against the full dataset, accepting the subset's version too.
-        versions = [_cifar10_files(CIFAR10), _cifar10_files(CIFAR10Subset)]
-        raise _not_found("CIFAR-10", root, folder, versions, error) from error
-    return cifar10
+    if problems := _cifar10_problems(folder):
+        expected = dict.fromkeys([*CIFAR10_TRAIN, CIFAR10_TEST, CIFAR10_META])
+        note = " (at least one data_batch_N)"
+        raise _not_found("CIFAR-10", root, folder, expected, problems, error, note=note) from error
+    return [name for name in CIFAR10_TRAIN if (folder / name).is_file()]
 
 
 def load_cifar10(data_dir: str | Path, train: bool, download: bool) -> Split:
-    """CIFAR-10: 50000 train / 10000 test (or the 4000 / 1000 offline subset), 3x32x32."""
-    dataset_cls = ensure_cifar10(data_dir, download)
-    cifar10 = dataset_cls(_root(data_dir, "CIFAR-10"), train=train)
-    images = torch.from_numpy(cifar10.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-    if dataset_cls is CIFAR10Subset:
+    """CIFAR-10: 50000 train / 10000 test, 3x32x32, from the published files or any re-packed
+    or partial copy of them (the offline subset: 4000 / 1000), with a warning then."""
+    batches = ensure_cifar10(data_dir, download)
+    folder = _root(data_dir, "CIFAR-10") / CIFAR10.base_folder
+    split = "train" if train else "test"
+    read_class_names(folder / CIFAR10_META, "label_names", 10, "CIFAR-10", split)
+    names = batches if train else [CIFAR10_TEST]
+    images, labels = read_batches(folder, names, "labels", 10, "CIFAR-10", split)
+    published = 50000 if train else 10000
+    if _matches(folder, names, _CIFAR10_PUBLISHED):
+        return images, labels
+    if _matches(folder, names, _CIFAR10_SUBSET):
         log.warning(
             "CIFAR-10 %s split: using the offline SUBSET of %d images (full split: %d), "
             "so results are not comparable with the full dataset",
-            "train" if train else "test",
+            split,
             len(images),
-            50000 if train else 10000,
+            published,
         )
-    return images, torch.tensor(cifar10.targets, dtype=torch.int64)
-
-
-class _CIFAR100Files(CIFAR100):
-    """CIFAR-100 as torchvision reads it, without its md5 checks (`md5` None: the file exists)."""
-
-    train_list = [[name, None] for name, _ in CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in CIFAR100.test_list]
-    meta = {**CIFAR100.meta, "md5": None}
+        return images, labels
+    log.warning(
+        "CIFAR-10 %s split: %s in %s match no published md5, so they were read by their "
+        "structure (a re-packed or partial copy)",
+        split,
+        ", ".join(names),
+        folder,
+    )
+    _warn_if_partial("CIFAR-10", split, len(images), published)
+    return images, labels
 
 
 class _STL10Files(STL10):
@@ -134,8 +149,8 @@ class _STL10Files(STL10):
     test_list = [[name, None] for name, _ in STL10.test_list]
 
 
-CIFAR100_FILES = [name for name, _ in [*_CIFAR100Files.train_list, *_CIFAR100Files.test_list]]
-CIFAR100_FILES.append(CIFAR100.meta["filename"])
+CIFAR100_FILES = [name for name, _ in [*CIFAR100.train_list, *CIFAR100.test_list]]
+CIFAR100_FILES.append(CIFAR100.meta["filename"])  # train, test, meta
 STL10_FILES = [name for name, _ in [*STL10.train_list, *STL10.test_list]]
 STL10_SPLITS = {"train": 5000, "test": 8000, "unlabeled": 100000, "train+unlabeled": 105000}
 _STL10_IMAGE_BYTES = 3 * 96 * 96
@@ -152,17 +167,12 @@ def load_cifar100(data_dir: str | Path, train: bool, download: bool) -> Split:
     ensure_cifar100(data_dir, download)
     split = "train" if train else "test"
     folder = _root(data_dir, "CIFAR-100") / CIFAR100.base_folder
-    try:
-        cifar100 = _CIFAR100Files(folder.parent, train=train)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
-        raise DataNotFoundError(
-            f"CIFAR-100's {split} split cannot be read from {folder}: {split} or meta is corrupt "
-            f"or truncated ({err.__class__.__name__}: {err}). Delete them and download again "
-            "(dataset.download=true), or copy intact files there."
-        ) from err
-    images = torch.from_numpy(cifar100.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+    read_class_names(
+        folder / CIFAR100.meta["filename"], "fine_label_names", 100, "CIFAR-100", split
+    )
+    images, labels = read_batches(folder, [split], "fine_labels", 100, "CIFAR-100", split)
     _warn_if_partial("CIFAR-100", split, len(images), 50000 if train else 10000)
-    return images, torch.tensor(cifar100.targets, dtype=torch.int64)
+    return images, labels
 
 
 def ensure_stl10(data_dir: str | Path, download: bool) -> None:
@@ -223,13 +233,18 @@ def _ensure_present(
     error = None
     if _problems(folder, expected) and download:
         try:
-            # STL-10's split "test" loads only its 2 smaller files once downloaded.
-            extra = {"split": "test"} if torchvision_cls is STL10 else {}
-            torchvision_cls(root, download=True, **extra)
+            _download(torchvision_cls, root)
         except (OSError, RuntimeError) as err:
             error = err
-    if _problems(folder, expected):
-        raise _not_found(dataset, root, folder, [expected], error, archive) from error
+    if problems := _problems(folder, expected):
+        raise _not_found(dataset, root, folder, expected, problems, error, archive) from error
+
+
+def _download(torchvision_cls: type, root: Path) -> None:
+    """Downloads and extracts a torchvision dataset's archive (its md5 checked), as its
+    `download=True` does, without then reading the files as torchvision would."""
+    archive, md5 = torchvision_cls.filename, torchvision_cls.tgz_md5
+    download_and_extract_archive(torchvision_cls.url, root, filename=archive, md5=md5)
 
 
 def _warn_if_partial(dataset: str, split: str, count: int, published: int) -> None:
@@ -250,16 +265,18 @@ def _root(data_dir: str | Path | None, dataset: str) -> Path:
     return Path(data_dir).expanduser()
 
 
-def _cifar10_files(cifar10: type[CIFAR10]) -> dict[str, str]:
-    """File name -> md5 of everything `cifar10` reads, metadata included."""
-    meta = (cifar10.meta["filename"], cifar10.meta["md5"])
-    return dict([*cifar10.train_list, *cifar10.test_list, meta])
+def _cifar10_problems(folder: Path) -> dict[str, str]:
+    """File name -> "missing", for the CIFAR-10 files a copy cannot do without: the test batch,
+    the meta file and (reported as data_batch_1) every training batch; empty if none is."""
+    problems = _problems(folder, dict.fromkeys([CIFAR10_TEST, CIFAR10_META]))
+    if not any((folder / name).is_file() for name in CIFAR10_TRAIN):
+        problems[CIFAR10_TRAIN[0]] = "missing"
+    return problems
 
 
-def _readable_cifar10(folder: Path) -> type[CIFAR10] | None:
-    """The full dataset if it is intact in `folder`, else the subset if that is, else None."""
-    intact = (c for c in (CIFAR10, CIFAR10Subset) if not _problems(folder, _cifar10_files(c)))
-    return next(intact, None)
+def _matches(folder: Path, names: list[str], md5s: dict[str, str]) -> bool:
+    """Whether every file of `names` in `folder` has its md5 in `md5s`."""
+    return all(name in md5s and calculate_md5(folder / name) == md5s[name] for name in names)
 
 
 def _problems(folder: Path, *versions: dict[str, str | None]) -> dict[str, str]:
@@ -284,19 +301,20 @@ def _not_found(
     dataset: str,
     root: Path,
     folder: Path,
-    versions: list[dict[str, str | None]],
+    expected: dict[str, str | None],
+    problems: dict[str, str],
     error: Exception | None,
     archive: str | None = None,
+    note: str = "",
 ) -> DataNotFoundError:
-    problems = _problems(folder, *versions)
-    expected = dict.fromkeys(name for files in versions for name in files)  # ordered, no repeats
+    """The error for the files of `expected` (names, in order) that have `problems`."""
     download = (
         f"Downloading failed: {str(error).strip()}"
         if error is not None
         else "Nothing was downloaded (dataset.download=false)."
     )
     return DataNotFoundError(
-        f"{dataset} data is missing or corrupt in {folder}:\n"
+        f"{dataset} data is missing or corrupt in {folder}{note}:\n"
         + "".join(f"  {name}: {problems.get(name, 'ok')}\n" for name in expected)
         + f"{download}\n"
         "To provide the files: set dataset.download=true when online; or copy them into that "

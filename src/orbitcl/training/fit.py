@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
+from orbitcl.callbacks.requirements import skipped, usable_callbacks
 from orbitcl.data import DataNotFoundError
 from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
@@ -31,7 +32,7 @@ from orbitcl.training.labels import (
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
 from orbitcl.training.optimizers import check_lr_scaling
-from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
+from orbitcl.training.resume import ConfigSnapshot, check_resumable
 from orbitcl.training.speed import apply_speed_switches
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     serve_class_similarity(datamodule, terms)
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = [build(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    built = [(f"callbacks.{k}", c) for k, c in cfg.callbacks.items() if c is not None]
+    # What the data cannot feed is left out now, one log line each, not failed on mid-run.
+    callbacks = usable_callbacks([(key, build(key, c)) for key, c in built], datamodule)
+    skipped(f"the kNN monitor ({names.KNN_ACC})", module.knn_needs, datamodule)  # it runs none
     callbacks.append(ConfigSnapshot(config))
     resume_from = _resumable_checkpoint(callbacks, config)
     quiet_lightning_tips()
@@ -143,15 +147,7 @@ def _resumable_checkpoint(callbacks: list, config: dict) -> Path | None:
     last = Path(checkpointing[0].dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
     if not last.is_file():
         return None
-    try:
-        stored = stored_config(last)
-    except Exception as err:  # unreadable: truncated by a crash outside Lightning's saves
-        raise ConfigError(
-            f"{last} cannot be read ({err.__class__.__name__}: {err}); move it away to start "
-            "this run from scratch, or choose another hydra.run.dir"
-        ) from err
-    if stored is not None:
-        check_same_experiment(stored, config, last)
+    check_resumable(last, config)  # truncated, another experiment's, not a checkpoint: stops
     log.info("Resuming from %s", last)
     return last
 

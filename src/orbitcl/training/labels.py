@@ -11,7 +11,6 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from orbitcl.callbacks import names
 from orbitcl.data import MultiViewDataModule
 from orbitcl.data.stats import class_mean_cosines
 from orbitcl.training.config import ConfigError
@@ -24,9 +23,8 @@ CLASS_COUNTS_FILE = "class_counts.json"
 
 def check_labels(datamodule: MultiViewDataModule, terms: dict[str, nn.Module]) -> None:
     """A loss term that needs labels stops the run if some training images have none or have
-    the other kind (class indices for y-Aware, continuous ones for SupCon, X-CLR, ...); data
-    without any labels is said once, since the label-based evaluation is then skipped. Reads no
-    data."""
+    the other kind (class indices for y-Aware, continuous ones for SupCon, X-CLR, ...). Reads no
+    data. (The diagnostics that need labels are skipped instead: `callbacks.requirements`.)"""
     missing = datamodule.missing_labels  # e.g. "root='/data/x' is a flat folder of images, ..."
     continuous = datamodule.continuous_labels  # e.g. "label_space='circle' labels each ..."
     for field, term in terms.items():
@@ -46,14 +44,6 @@ def check_labels(datamodule: MultiViewDataModule, terms: dict[str, nn.Module]) -
             problem = f"it needs the class of every training image, and dataset.{continuous}"
         if problem is not None:
             raise ConfigError(f"{field}={term.__class__.__name__} is invalid: {problem}")
-    if datamodule.num_classes == 0:
-        log.warning(
-            "No class labels (dataset.%s): kNN and online linear evaluation (%s, %s) are "
-            "skipped; training and the orbit diagnostics run",
-            missing,
-            names.KNN_ACC,
-            names.LINEAR_ACC,
-        )
 
 
 def load_training_data(datamodule: MultiViewDataModule) -> list[int] | None:

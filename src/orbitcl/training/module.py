@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from orbitcl.callbacks import names
+from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.losses.base import Loss
 from orbitcl.metrics.knn import knn_accuracy, whole_loader_split
 from orbitcl.training.nonfinite import NonFiniteLossError, embedding_report
@@ -51,6 +52,8 @@ class ContrastiveModule(L.LightningModule):
     `gather_distributed`, switched on in `setup`), so training equals one-process training on the
     global batch; the kNN runs on the features of all ranks, each sample once.
     """
+
+    knn_needs = DataNeeds(class_labels=True)  # the kNN monitor's: a labelled bank and queries
 
     def __init__(
         self,

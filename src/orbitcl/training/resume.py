@@ -1,5 +1,7 @@
 """What makes a killed run resumable, exactly: each epoch seeded from (seed, epoch), and the
-run's config stored in its checkpoints so that a resume with a different config is refused."""
+run's config stored in its checkpoints so that a resume with a different config is refused; a
+checkpoint that cannot be resumed (truncated, of another experiment, not a checkpoint) stops the
+run before anything is written, naming the newest checkpoint beside it that would load."""
 
 import random
 from pathlib import Path
@@ -89,9 +91,55 @@ class ConfigSnapshot(L.Callback):
 
 
 def stored_config(checkpoint_path: Path) -> dict[str, Any] | None:
-    """The config a checkpoint was written with, read without executing code from it."""
+    """The config a checkpoint was written with, read without executing code from it (None if
+    it holds none). Raises ValueError if the file is not a Lightning checkpoint, and what
+    `torch.load` raises if it cannot be read."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= checkpoint.keys():
+        raise ValueError("not a Lightning checkpoint (no state_dict and global_step)")
     return checkpoint.get("callbacks", {}).get(ConfigSnapshot.__qualname__, {}).get("config")
+
+
+def resume_problem(checkpoint: Path, config: dict[str, Any]) -> str | None:
+    """Why the run of `config` cannot resume from `checkpoint`, or None if it can."""
+    try:
+        stored = stored_config(checkpoint)
+    except Exception as err:  # torch.load of a truncated or foreign file raises many kinds
+        first = str(err).strip().split(". ")[0]  # torch's advice for the file follows it
+        return f"cannot be read ({err.__class__.__name__}: {first})"
+    if stored is None:
+        return "holds no orbitcl config: it was not written by an orbitcl run"
+    differences = config_differences(stored, config, MAY_CHANGE_ON_RESUME, "checkpoint")
+    if differences:
+        return "was written by a run with a different config:\n" + "\n".join(differences)
+    return None
+
+
+def check_resumable(last: Path, config: dict[str, Any]) -> None:
+    """Raises ConfigError, before anything is written, if the run of `config` cannot resume from
+    `last`: naming it, why, and the newest other checkpoint in its folder that it could resume
+    from (or that there is none)."""
+    problem = resume_problem(last, config)
+    if problem is None:
+        return
+    others = sorted(
+        (p for p in last.parent.glob("*.ckpt") if p != last and p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    usable = next((p for p in others if resume_problem(p, config) is None), None)
+    if usable is not None:
+        instead = (
+            f"{usable.name} in {last.parent} would load: copy it over {last.name} to resume from "
+            f"it (cp {usable} {last})"
+        )
+    else:
+        instead = f"no other checkpoint in {last.parent} would load"
+    raise ConfigError(
+        f"{last} {problem}\nso this run cannot resume from it, and nothing was written. "
+        f"{instead}; or move {last.name} away to start from scratch, or start a new run directory "
+        "(hydra.run.dir=...)."
+    )
 
 
 def config_differences(
@@ -105,17 +153,6 @@ def config_differences(
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key) and not key.startswith(may_change)
     ]
-
-
-def check_same_experiment(stored: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """Raises ConfigError listing every key that differs and may not change on resume."""
-    differences = config_differences(stored, current, MAY_CHANGE_ON_RESUME, "checkpoint")
-    if differences:
-        raise ConfigError(
-            f"{where} was written by a run with a different config, so it cannot be resumed:\n"
-            + "\n".join(differences)
-            + "\nStart a new run directory (hydra.run.dir=...), or restore these values."
-        )
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
