@@ -3,11 +3,10 @@ for two-view losses, gathering under DDP, then the loss's own formula."""
 
 from dataclasses import dataclass
 
-import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from orbitcl.losses.gather import gather_views, world_size
+from orbitcl.losses.gather import gather_views
+from orbitcl.parallel import collectives
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class ContrastiveLoss(Loss):
         if self.gather_distributed:  # this rank's anchors against the global batch
             z_a, z_b, images = gather_views(z_a, z_b)
             if labels is not None:
-                labels = _gather_labels(labels)
+                labels = collectives.gather(labels)  # (W n,): labels carry no gradient
         if not self.needs.labels:
             return self.compute(z_a, z_b, images)
         if labels is None:
@@ -78,12 +77,3 @@ class ContrastiveLoss(Loss):
     def extra_repr(self) -> str:
         fields = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
         return ", ".join(f"{k}={v}" for k, v in fields.items())
-
-
-def _gather_labels(labels: Tensor) -> Tensor:
-    """(n,) on each rank -> (W n,) in rank order; labels carry no gradient."""
-    if world_size() == 1:
-        return labels
-    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, labels.contiguous())
-    return torch.cat(parts)

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from functools import reduce
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from orbitcl.losses import kernels
 from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.functional import check_t_min, check_temperature
-from orbitcl.losses.gather import world_size
+from orbitcl.parallel import collectives
 
 
 def _unit(*xs: Tensor) -> list[Tensor]:
@@ -183,10 +182,8 @@ class MoCoLoss(Loss):
         """Appends the step's keys (V views, each (B, d)) that served as positives, FIFO."""
         served = keys if self.symmetric else keys[1:]
         new = F.normalize(torch.cat(list(served)).detach().to(self.queue.dtype), dim=1)  # (M, d)
-        if self.gather_distributed and world_size() > 1:
-            parts = [torch.empty_like(new) for _ in range(dist.get_world_size())]
-            dist.all_gather(parts, new.contiguous())
-            new = torch.cat(parts)  # (W M, d), rank order: the same on every rank
+        if self.gather_distributed:
+            new = collectives.gather(new)  # (W M, d), rank order: the same on every rank
         size, count = len(self.queue), len(new)
         kept = new[-size:]  # more keys than the queue holds: only the newest survive
         # On the device, so that no step waits for the pointer to reach the CPU.

@@ -9,13 +9,12 @@ per-negative direction, no gradient through T.
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
-from orbitcl.losses.gather import world_size
+from orbitcl.parallel import collectives
 
 
 def orl_mean_tension(
@@ -60,12 +59,6 @@ def orl_mean_tension(
     return kernels.info_nce(logits.div_(temperature), cols, negatives)
 
 
-def _sum_over_ranks(x: Tensor) -> Tensor:
-    x = x.clone()  # all_reduce works in place
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
-
-
 class ORLMeanTensionLoss(ContrastiveLoss):
     """ORL's mean-tension control: NT-Xent with each negative logit multiplied by ``c``, the
     batch mean of ORL's tension over the negatives, detached.
@@ -105,8 +98,8 @@ class ORLMeanTensionLoss(ContrastiveLoss):
         return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
-        distributed = self.gather_distributed and world_size() > 1
-        sum_across = _sum_over_ranks if distributed else None
+        distributed = self.gather_distributed and collectives.world_size() > 1
+        sum_across = collectives.sum_over_ranks if distributed else None
         return orl_mean_tension(
             z_a, z_b, self.temperature, self.t_min, images, sum_across, self.negatives
         )

@@ -209,9 +209,7 @@ class ContrastiveModule(L.LightningModule):
         """Features (M, D) and labels (M,) of the whole split of loader `dataloader_idx`."""
         features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
         loader = self.trainer.val_dataloaders[dataloader_idx]
-        return whole_loader_split(
-            torch.cat(features), torch.cat(labels), loader, self.trainer.world_size, self.all_gather
-        )
+        return whole_loader_split(torch.cat(features), torch.cat(labels), loader)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
