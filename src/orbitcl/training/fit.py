@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
-from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
+from orbitcl.training.job import in_multirun, run_job
 from orbitcl.training.labels import (
     check_labels,
     load_training_data,
@@ -165,7 +165,7 @@ def _discard_if_empty(run_dir: Path) -> None:
 def run(cfg: DictConfig) -> float | None:
     """Trains in Hydra's run directory; returns the final kNN accuracy. A single run exits with
     status 2 on a bad config or missing data, 3 on a non-finite loss; a sweep's job records its
-    outcome in result.json instead (`orbitcl.experiments.sweep.run_job`)."""
+    outcome in result.json instead (`orbitcl.training.job.run_job`)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if in_multirun():  # the outcome goes to run_dir/result.json; a failed job ends only itself
         return run_job(train, cfg, run_dir)
