@@ -10,6 +10,7 @@ renormalised) until the loss stops falling. The result is the loss's target geom
 import torch
 from torch import Tensor, nn
 
+from orbitcl.checks.numbers import require_int
 from orbitcl.losses.base import Loss
 from orbitcl.losses.weighted import WeightedInfoNCELoss, weight_entropy
 
@@ -26,8 +27,7 @@ def optimal_embeddings(
     """Unit rows (2N, dim), ordered `[view a; view b]`, minimising `loss` for images with
     `labels` (N,) (class indices or continuous labels, as the loss needs; ignored by losses that
     need none). Stops after `steps` or once a step lowers the loss by less than `tolerance`."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim={dim!r} is invalid: must be an integer >= 1")
+    require_int("dim", dim, 1)
     n = len(labels)
     generator = torch.Generator().manual_seed(seed)
     z = torch.nn.functional.normalize(

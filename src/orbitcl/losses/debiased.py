@@ -5,6 +5,7 @@ import math
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.functional import check_temperature
@@ -12,8 +13,7 @@ from orbitcl.losses.functional import check_temperature
 
 def check_tau_plus(tau_plus: float) -> None:
     """Raise ValueError unless tau_plus is in [0, 1)."""
-    if not 0 <= tau_plus < 1:  # `not` also rejects NaN
-        raise ValueError(f"tau_plus={tau_plus} is invalid: must be in [0, 1)")
+    require_in("tau_plus", tau_plus, 0, 1, "[)")
 
 
 def debiased_info_nce(

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.losses import kernels
 from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.functional import check_t_min, check_temperature
@@ -154,11 +155,9 @@ class MoCoLoss(Loss):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(gather_distributed)
-        for name, value in (("dim", dim), ("queue_size", queue_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
-        if not 0 <= momentum < 1:  # `not` also rejects NaN
-            raise ValueError(f"momentum={momentum} is invalid: must be in [0, 1)")
+        require_int("dim", dim, 1)
+        require_int("queue_size", queue_size, 1)
+        require_in("momentum", momentum, 0, 1, "[)")
         check_temperature(temperature)
         check_t_min(t_min)
         self.temperature = temperature

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from orbitcl.checks.numbers import require_int
+
 
 @dataclass
 class Orbits:
@@ -40,9 +42,8 @@ def sample_orbits(
     Everything is drawn from `seed`, and the global RNG is left as it was: the torchvision
     transforms draw from it, and training must not depend on whether diagnostics ran.
     """
-    for name, value in (("n_anchors", n_anchors), ("n_views", n_views)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
+    require_int("n_anchors", n_anchors, 1)
+    require_int("n_views", n_views, 1)
     n_anchors = min(n_anchors, len(images))
     generator = torch.Generator().manual_seed(seed)
     # Sorted, so anchors keep the split's order (and with n_anchors = N, are the split).

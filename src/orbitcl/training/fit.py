@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
+from orbitcl.checks.numbers import require_number
 from orbitcl.data import DataNotFoundError
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import quiet_lightning_tips
@@ -30,7 +31,6 @@ from orbitcl.training.labels import (
 )
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
-from orbitcl.training.optimizers import check_lr_scaling
 from orbitcl.training.resume import ConfigSnapshot, check_same_experiment, stored_config
 from orbitcl.training.speed import apply_speed_switches
 
@@ -53,10 +53,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
     lr_scaling = cfg.optim.get("lr_scaling", "none")
     try:
-        check_lr_scaling(lr_scaling)
-    except ValueError as err:
-        raise ConfigError(f"optim.{err}") from err
-    try:
         module = ContrastiveModule(
             encoder,
             projector,
@@ -68,8 +64,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             lr_scaling=lr_scaling,
             **cfg.eval,
         )
-    except ValueError as err:  # its arguments are top-level keys: the message names them
-        raise ConfigError(str(err)) from err
+    except ValueError as err:  # its arguments are top-level keys but for optim.lr_scaling
+        message = str(err)
+        named = f"optim.{message}" if message.startswith("lr_scaling=") else message
+        raise ConfigError(named) from err
     apply_speed_switches(
         module.encoder,
         module.projector,
@@ -127,10 +125,13 @@ def _auxiliary_terms(node: DictConfig | None) -> dict:
         if "weight" not in term or "loss" not in term:
             raise ConfigError(f"aux.{name} is invalid: an auxiliary term needs `weight` and `loss`")
         field = "aux" if "name" in term else f"aux.{name}"
-        # Checked here, where the field the user typed is known (`aux.weight` for `+aux=vrn`).
+        # Checked here, and only here, where the field the user typed is known (`aux.weight`
+        # for `+aux=vrn`): the module takes the weights as given.
+        try:
+            require_number(f"{field}.weight", term.weight, 0)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         weight = term.weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-            raise ConfigError(f"{field}.weight={weight!r} is invalid: must be a number >= 0")
         terms[name] = (weight, build(f"{field}.loss", term.loss))
     return terms
 

@@ -72,10 +72,7 @@ class ContrastiveModule(L.LightningModule):
         self.objective = objective_for(loss, encoder, projector)
         # K + 1 for a batch of N images, or None: decided once, not asked at every step.
         self._candidates = loss.candidates if isinstance(loss, Loss) else lambda n_images: None
-        aux = aux or {}
-        for name, (weight, _) in aux.items():
-            if not weight >= 0:
-                raise ValueError(f"aux.{name}.weight={weight} is invalid: must be >= 0")
+        aux = aux or {}  # the weights were checked where they were built (training.fit)
         self.aux_losses = nn.ModuleDict({name: term for name, (_, term) in aux.items()})
         self.aux_weights = {name: float(weight) for name, (weight, _) in aux.items()}
         self.aux_objectives = nn.ModuleDict(
