@@ -8,26 +8,25 @@ from torch.utils.data import DataLoader
 
 from orbitcl.experiments.runs import TrainedRun
 from orbitcl.metrics.knn import knn_accuracy
+from orbitcl.metrics.orbits import embed_batches
 from orbitcl.metrics.probe import linear_probe_accuracy
 
 
-@torch.no_grad()
 def encode(
     encoder: nn.Module, loader: DataLoader, projector: nn.Module | None = None
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Features of every `(images, labels)` batch, on CPU: {"encoder": (N, e)} and, given a
-    `projector`, {"projector": (N, d)}; and the labels (N,)."""
-    device = next(encoder.parameters()).device
-    features, labels = {"encoder": []}, []
-    if projector is not None:
-        features["projector"] = []
-    for images, targets in loader:
-        h = encoder(images.to(device))
-        features["encoder"].append(h.float().cpu())
-        if projector is not None:
-            features["projector"].append(projector(h).float().cpu())
-        labels.append(targets)
-    return {space: torch.cat(x) for space, x in features.items()}, torch.cat(labels)
+    `projector`, {"projector": (N, d)}; and the labels (N,) (`metrics.orbits.embed_batches`)."""
+    labels = []
+
+    def images():
+        for batch, targets in loader:
+            labels.append(targets)
+            yield batch
+
+    features, projections = embed_batches(encoder, projector, images())
+    spaces = {"encoder": features} | ({} if projections is None else {"projector": projections})
+    return spaces, torch.cat(labels)
 
 
 def encoded_splits(run: TrainedRun, projector: bool = False) -> tuple[tuple, tuple]:
