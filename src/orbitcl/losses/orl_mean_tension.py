@@ -39,14 +39,9 @@ def orl_mean_tension(
     check_temperature(temperature)
     check_t_min(t_min)
     kernels.check_negatives(negatives)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)"
-    )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    gram = kernels.gram_rows(z_rows, z)  # (2n, 2N)
-    n = len(cols) // 2
-    rows = torch.arange(2 * n, device=z.device)
-    positive_cols = cols.roll(n)  # p(i) of each row (see kernels.anchor_rows)
+    z, z_rows, cols, rows, positive_cols, gram = kernels.dense_opening(
+        z_a, z_b, images, "ORL's mean-tension control (at least one negative per anchor)"
+    )  # gram: (2n, 2N)
     with torch.no_grad():  # c is a constant of the batch
         t = kernels.tension_rows(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
         chosen = kernels.negative_mask(cols, len(z), negatives)  # (2n, 2N)
