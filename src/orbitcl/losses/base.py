@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from orbitcl.losses import kernels
+from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.gather import gather_views
 from orbitcl.parallel import collectives
 
@@ -77,3 +79,37 @@ class ContrastiveLoss(Loss):
     def extra_repr(self) -> str:
         fields = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
         return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class InfoNCETypeLoss(ContrastiveLoss):
+    """A two-view loss with an InfoNCE softmax per anchor at ``temperature``: the positive and
+    the ``negatives`` that ``kernels.negatives`` chooses (``all``, ``cross_view``,
+    ``within_view``), which also gives its K + 1 ``candidates``."""
+
+    def __init__(
+        self, temperature: float, negatives: str = "all", gather_distributed: bool = False
+    ) -> None:
+        super().__init__(gather_distributed)
+        check_temperature(temperature)
+        kernels.check_negatives(negatives)
+        self.temperature = temperature
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
+
+
+class TensionLoss(InfoNCETypeLoss):
+    """An InfoNCE-type loss that weighs its negatives by ORL's tension, clamped below at
+    ``t_min`` (ORL and its controls)."""
+
+    def __init__(
+        self,
+        temperature: float,
+        t_min: float,
+        negatives: str = "all",
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__(temperature, negatives, gather_distributed)
+        check_t_min(t_min)
+        self.t_min = t_min

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from orbitcl.losses import kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.base import TensionLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.parallel import collectives
 
@@ -54,7 +54,7 @@ def orl_mean_tension(
     return kernels.info_nce(logits.div_(temperature), cols, negatives)
 
 
-class ORLMeanTensionLoss(ContrastiveLoss):
+class ORLMeanTensionLoss(TensionLoss):
     """ORL's mean-tension control: NT-Xent with each negative logit multiplied by ``c``, the
     batch mean of ORL's tension over the negatives, detached.
 
@@ -81,16 +81,7 @@ class ORLMeanTensionLoss(ContrastiveLoss):
         gather_distributed: bool = False,
         negatives: str = "all",
     ) -> None:
-        super().__init__(gather_distributed)
-        check_temperature(temperature)
-        check_t_min(t_min)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.t_min = t_min
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
+        super().__init__(temperature, t_min, negatives, gather_distributed)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         distributed = self.gather_distributed and collectives.world_size() > 1

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from orbitcl.losses import kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.base import TensionLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
 
 
@@ -79,7 +79,7 @@ def orl_shuffled_tension(
     return kernels.info_nce((gram * shuffled).div_(temperature), cols, negatives)
 
 
-class ORLShuffledTensionLoss(ContrastiveLoss):
+class ORLShuffledTensionLoss(TensionLoss):
     """ORL's shuffled-tension control: ORL with each anchor's tension values randomly permuted
     among that anchor's negatives, afresh at every call.
 
@@ -115,17 +115,8 @@ class ORLShuffledTensionLoss(ContrastiveLoss):
         gather_distributed: bool = False,
         negatives: str = "all",
     ) -> None:
-        super().__init__(gather_distributed)
-        check_temperature(temperature)
-        check_t_min(t_min)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.t_min = t_min
+        super().__init__(temperature, t_min, negatives, gather_distributed)
         self.detach_tension = detach_tension
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return orl_shuffled_tension(
