@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from orbitcl.experiments.optimum import optimal_embeddings, prototypes_cosines, summary
 from orbitcl.losses import SoftSupConLoss, SupConLoss, YAwareLoss
 from orbitcl.losses.weighted import weight_entropy
-from orbitcl.optimum import main, optimal_embeddings, prototypes_cosines, summary
+from orbitcl.optimum import main
 
 
 def classes(*counts):

@@ -2,7 +2,7 @@
 with one change: a study in which no trial finished ends like any sweep with failed jobs, with
 its report and exit status 1, not with a traceback.
 
-Each trial is a job of the sweep (`orbitcl.experiments.sweep.run_job`): it returns the final
+Each trial is a job of the sweep (`orbitcl.training.job.run_job`): it returns the final
 val/knn_acc, or None when it failed, which the plugin tells Optuna as a failed trial. Once all
 trials ran, the plugin asks Optuna for the best trial, and Optuna raises when there is none.
 

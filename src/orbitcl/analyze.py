@@ -15,132 +15,15 @@ writes to DIR:
 """
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
-from orbitcl.evaluate import downstream_accuracy
-from orbitcl.experiments import optimum_comparison
-from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.experiments.analysis import analyze
+from orbitcl.experiments.runs import load_run
 from orbitcl.experiments.trust import add_allow_target
-from orbitcl.metrics import geometry
-from orbitcl.metrics.orbits import embed, embed_orbits, orbits_of_test_split
-from orbitcl.tracking import plots
-
-log = logging.getLogger(__name__)
-
-# Table columns: (key in a row, header, format).
-COLUMNS = [
-    ("variance", "orbit variance", ".4f"),
-    ("anchor_view_cos", "anchor-view cos", ".4f"),
-    ("pairwise_cos", "view-view cos", ".4f"),
-    ("alignment", "alignment", ".4f"),
-    ("uniformity", "uniformity", ".3f"),
-    ("knn_top1", "kNN top-1", ".4f"),
-    ("probe_top1", "probe top-1", ".4f"),
-]
-
-
-def check_comparable(runs: list[TrainedRun]) -> None:
-    """Runs must share a dataset; a different augmentation is allowed but said (the views are
-    the first run's)."""
-    first = runs[0]
-    for run in runs[1:]:
-        if run.cfg.dataset._target_ != first.cfg.dataset._target_:
-            raise ValueError(
-                f"{run.name} was trained on {run.cfg.dataset._target_}, {first.name} on "
-                f"{first.cfg.dataset._target_}: compare runs on one dataset"
-            )
-        if run.cfg.dataset.get("augment") != first.cfg.dataset.get("augment"):
-            log.warning("%s used another augmentation; all views use %s's", run.name, first.name)
-
-
-def unique_names(runs: list[TrainedRun]) -> list[str]:
-    """Run names, suffixed with their folder where two would be equal."""
-    names = [run.name for run in runs]
-    return [
-        name if names.count(name) == 1 else f"{name} ({run.run_dir.name})"
-        for name, run in zip(names, runs, strict=True)
-    ]
-
-
-def analyze(
-    runs: list[TrainedRun],
-    out: Path,
-    names: list[str] | None = None,
-    n_anchors: int = 200,
-    n_views: int = 10,
-    umap_images: int = 300,
-    umap_views: int = 5,
-    seed: int = 0,
-    downstream: bool = True,
-    optimum_steps: int = 2000,
-) -> list[dict]:
-    """Writes the figures and tables to `out`; returns the table's rows. `downstream=False`
-    leaves out kNN and the linear probe (minutes on a CPU; a sweep's report has its jobs' own)."""
-    check_comparable(runs)
-    names = names or unique_names(runs)
-    if len(names) != len(runs) or len(set(names)) != len(names):
-        raise ValueError(f"names={names} is invalid: need one distinct name per run")
-    out.mkdir(parents=True, exist_ok=True)
-    runs[0].datamodule.setup()
-    orbits = orbits_of_test_split(runs[0].datamodule, n_anchors, n_views, seed)
-    umap_orbits = orbits_of_test_split(runs[0].datamodule, umap_images, umap_views, seed)
-
-    rows, cosines, umaps = [], {"projector": {}, "encoder": {}}, {}
-    for name, run in zip(names, runs, strict=True):
-        log.info("measuring %s (%s)", name, run.checkpoint)
-        spaces = embed_orbits(run.encoder, run.projector, orbits)  # (A, d), (A, K, d) each
-        metrics = {space: geometry.orbit_metrics(*spaces[space]) for space in spaces}
-        for space, (anchors, views) in spaces.items():
-            cosines[space][name] = geometry.anchor_view_cosine(anchors, views)  # (A, K)
-        row = {"name": name, "checkpoint": str(run.checkpoint), "step": run.global_step}
-        row |= metrics["projector"] | {f"encoder_{k}": v for k, v in metrics["encoder"].items()}
-        row |= downstream_accuracy(run) if downstream else {}
-        rows.append(row)
-
-        _, projections = embed(run.encoder, run.projector, umap_orbits.views.flatten(0, 1))
-        xy = plots.umap_coordinates(projections, seed).reshape(*umap_orbits.views.shape[:2], 2)
-        umaps[name] = (xy, umap_orbits.labels)
-
-    a, k = orbits.views.shape[:2]
-    for space, suffix in (("projector", ""), ("encoder", "_encoder")):
-        title = f"anchor-view cosine, {space} space ({a} anchors x {k} views)"
-        plots.save(
-            plots.cosine_histograms(cosines[space], title), out / f"anchor_view_cos{suffix}.png"
-        )
-    title = f"UMAP of projector embeddings (cosine), {umap_orbits.views.shape[1]} views/image"
-    plots.save(plots.umap_panels(umaps, title=title), out / "umap.png")
-
-    (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "table.md").write_text(markdown_table(rows, a, k))
-
-    compared = [
-        optimum_comparison.compare(r, n, seed=seed, steps=optimum_steps)
-        for r, n in zip(runs, names, strict=True)
-    ]
-    if compared := [row for row in compared if row is not None]:
-        optimum_comparison.write(compared, out)
-    return rows
-
-
-def markdown_table(rows: list[dict], n_anchors: int, n_views: int) -> str:
-    columns = [column for column in COLUMNS if column[0] in rows[0]]  # kNN, probe: if measured
-    header = "| run | " + " | ".join(h for _, h, _ in columns) + " |"
-    rule = "| --- |" + " ---: |" * len(columns)
-    lines = [
-        f"| {r['name']} | " + " | ".join(f"{r[c]:{f}}" for c, _, f in columns) + " |" for r in rows
-    ]
-    note = (
-        f"\nOrbit metrics in projector space on {n_anchors} test anchors x {n_views} views; "
-        "alignment over pairs of views (lower: tighter), uniformity over the anchors (t = 2, "
-        "lower: more uniform)"
-        + ("; kNN and linear probe on encoder features.\n" if "knn_top1" in rows[0] else ".\n")
-    )
-    return "\n".join([header, rule, *lines]) + "\n" + note
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,72 +13,13 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.experiments.downstream import accuracies, encoded_splits
+from orbitcl.experiments.runs import load_run
 from orbitcl.experiments.trust import add_allow_target
-from orbitcl.metrics.knn import METRICS, knn_accuracy, knn_grid
-from orbitcl.metrics.probe import linear_probe_accuracy
+from orbitcl.metrics.knn import METRICS, knn_grid
 
 SPACES = ("encoder", "projector")
-
-
-@torch.no_grad()
-def encode(
-    encoder: nn.Module, loader: DataLoader, projector: nn.Module | None = None
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Features of every `(images, labels)` batch, on CPU: {"encoder": (N, e)} and, given a
-    `projector`, {"projector": (N, d)}; and the labels (N,)."""
-    device = next(encoder.parameters()).device
-    features, labels = {"encoder": []}, []
-    if projector is not None:
-        features["projector"] = []
-    for images, targets in loader:
-        h = encoder(images.to(device))
-        features["encoder"].append(h.float().cpu())
-        if projector is not None:
-            features["projector"].append(projector(h).float().cpu())
-        labels.append(targets)
-    return {space: torch.cat(x) for space, x in features.items()}, torch.cat(labels)
-
-
-def encoded_splits(run: TrainedRun, projector: bool = False) -> tuple[tuple, tuple]:
-    """((features, labels) of the bank, the same of the queries): the train and test splits
-    with the eval transform, as in training's kNN monitor; see `encode`."""
-    if not run.datamodule.num_classes:
-        raise ValueError(
-            f"{run.name} was trained on images without class labels "
-            f"(dataset.{run.datamodule.missing_labels}): kNN and a linear probe need them"
-        )
-    run.datamodule.setup()
-    bank, queries = run.datamodule.val_dataloader()  # train split, test split; eval transform
-    head = run.projector if projector else None
-    return encode(run.encoder, bank, head), encode(run.encoder, queries, head)
-
-
-def downstream_accuracy(run: TrainedRun, knn_k: int | None = None) -> dict[str, float]:
-    """{"probe_top1", "knn_top1"} on the run's test split; kNN with the run's `eval` settings
-    (k = `knn_k` if given)."""
-    return _accuracies(run, *encoded_splits(run), knn_k)
-
-
-def _accuracies(
-    run: TrainedRun, bank: tuple, queries: tuple, k=None, temperature=None, metric="cosine"
-) -> dict[str, float]:
-    """{"probe_top1", "knn_top1"} on encoder features; kNN with the run's `eval` settings unless
-    `k` and `temperature` are given."""
-    (train_x, train_y), (test_x, test_y) = bank, queries
-    train_h, test_h = train_x["encoder"], test_x["encoder"]
-    knn = {
-        "k": k or run.cfg.eval.knn_k,
-        "temperature": temperature or run.cfg.eval.knn_temperature,
-        "metric": metric,
-    }
-    return {
-        "probe_top1": linear_probe_accuracy(train_h, train_y, test_h, test_y),
-        "knn_top1": knn_accuracy(test_h, test_y, train_h, train_y, **knn),
-    }
 
 
 def knn_table(grid: dict[str, dict[tuple[int, float], float]], metric: str) -> str:
@@ -147,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as err:
             print(f"orbitcl.evaluate: error: {err}", file=sys.stderr)
             return 2
-        accuracy = _accuracies(run, bank, queries, ks[0], temperatures[0], metric)
+        accuracy = accuracies(run, bank, queries, ks[0], temperatures[0], metric)
         print(
             f"{run.name} ({run.checkpoint}, step {run.global_step}): "
             f"linear probe top-1 {accuracy['probe_top1']:.4f}, "

@@ -24,8 +24,8 @@ from orbitcl.experiments.report import (
     load_jobs,
     logged_metrics,
 )
-from orbitcl.experiments.swept_keys import job_values
 from orbitcl.experiments.trust import add_allow_target
+from orbitcl.training.swept_keys import job_values
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from orbitcl import analyze, evaluate
 from orbitcl.callbacks import OrbitDiagnostics, TensionMonitor, UMAPPlot
+from orbitcl.experiments import analysis
 from orbitcl.experiments.runs import TrainedRun
 
 TENSION = ["tension/mean", "tension/median", "tension/p05", "tension/p95", "tension/clamped_frac"]
@@ -288,10 +289,10 @@ def test_analyze_compares_only_runs_on_one_dataset(caplog):
     digits = {"_target_": "orbitcl.data.DigitsDataModule", "augment": {"p": 1}}
     mnist = {"_target_": "orbitcl.data.MNISTDataModule", "augment": {"p": 1}}
     with pytest.raises(ValueError, match="compare runs on one dataset"):
-        analyze.check_comparable([run("a", digits), run("b", mnist)])
-    analyze.check_comparable([run("a", digits), run("b", digits)])
+        analysis.check_comparable([run("a", digits), run("b", mnist)])
+    analysis.check_comparable([run("a", digits), run("b", digits)])
     assert not caplog.records
-    analyze.check_comparable([run("a", digits), run("b", {**digits, "augment": {"p": 0}})])
+    analysis.check_comparable([run("a", digits), run("b", {**digits, "augment": {"p": 0}})])
     assert "b used another augmentation" in caplog.text
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from orbitcl.experiments import report
-from orbitcl.experiments.swept_keys import job_values, label, swept_keys
 from orbitcl.report import main
+from orbitcl.training.swept_keys import job_values, label, swept_keys
 
 # Two-sided 95% Student t quantiles t(0.975, dof), as printed in any statistics table.
 T975 = {1: 12.706204736174707, 2: 4.302652729749464}

@@ -12,7 +12,7 @@ import pytest
 from helpers.train_cli import read_csv, run_module, start_module
 from omegaconf import OmegaConf
 
-from orbitcl.experiments.sweep import finished_result
+from orbitcl.training.job import finished_result
 
 CONFIG = {
     "seed": 0,

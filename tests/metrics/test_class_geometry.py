@@ -13,9 +13,9 @@ from scipy import stats
 
 from orbitcl.callbacks import ClassGeometry
 from orbitcl.data import DigitsDataModule
+from orbitcl.experiments.optimum import optimal_embeddings
 from orbitcl.losses import SupConLoss
 from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines, size_correlation
-from orbitcl.optimum import optimal_embeddings
 
 
 def direct(z, labels, n_classes):

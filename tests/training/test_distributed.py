@@ -22,9 +22,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from orbitcl.callbacks import OnlineLinearClassifier
 from orbitcl.data import DigitsDataModule
 from orbitcl.losses import NTXentLoss, ORLLoss
-from orbitcl.losses.gather import AllGather
 from orbitcl.metrics.knn import knn_accuracy
 from orbitcl.models import ConvEncoder, MLPProjector
+from orbitcl.parallel.collectives import AllGather
 from orbitcl.training.module import ContrastiveModule
 
 TOLERANCE = 1e-9  # float64, absolute

@@ -8,6 +8,7 @@ from torch import Tensor
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
 from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines
 from orbitcl.metrics.orbits import embed
 from orbitcl.tracking import plots
@@ -46,8 +47,7 @@ class ClassGeometry(L.Callback):
 
     def __init__(self, n_per_class: int = 100, seed: int = 0, batch_size: int = 256):
         super().__init__()
-        if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 2:
-            raise ValueError(f"n_per_class={n_per_class!r} is invalid: must be an integer >= 2")
+        require_int("n_per_class", n_per_class, 2)
         self.n_per_class = n_per_class
         self.seed = seed
         self.batch_size = batch_size

@@ -138,9 +138,7 @@ class OnlineLinearClassifier(L.Callback):
         predictions, labels = (torch.cat(x) for x in zip(*self._predictions, strict=True))
         self._predictions = []
         loader = trainer.val_dataloaders[QUERIES]
-        predictions, labels = whole_loader_split(
-            predictions, labels, loader, trainer.world_size, pl_module.all_gather
-        )  # (M,), (M,): the whole test split
+        predictions, labels = whole_loader_split(predictions, labels, loader)  # (M,), (M,): all
         if self.labelled_seen == 0:
             if not self._said_untrained and trainer.is_global_zero:
                 log.info("%s not logged: no labelled training image yet", names.LINEAR_ACC)

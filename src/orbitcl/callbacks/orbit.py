@@ -5,6 +5,7 @@ import lightning as L
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, save_plot
 from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.metrics import geometry
 from orbitcl.metrics.orbits import Orbits, embed_orbits, orbits_of_test_split
 from orbitcl.tracking import plots
@@ -39,8 +40,7 @@ class OrbitDiagnostics(L.Callback):
         batch_size: int = 256,
     ):
         super().__init__()
-        if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
-            raise ValueError(f"n_views={n_views!r} is invalid: orbit pairs need an integer >= 2")
+        require_int("n_views", n_views, 2)  # an orbit's pairs need two views
         self.n_anchors = n_anchors
         self.n_views = n_views
         self.seed = seed

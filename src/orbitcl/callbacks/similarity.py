@@ -7,6 +7,7 @@ import torch
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_scalars, save_plot
 from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.metrics import similarity
 from orbitcl.metrics.orbits import Orbits, embed, sample_orbits
 from orbitcl.tracking import plots
@@ -47,9 +48,8 @@ class SimilarityStatistics(L.Callback):
         batch_size: int = 256,
     ):
         super().__init__()
-        for name, value, least in (("n_images", n_images, 2), ("every_n_steps", every_n_steps, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {least}")
+        require_int("n_images", n_images, 2)
+        require_int("every_n_steps", every_n_steps, 1)
         self.n_images = n_images
         self.every_n_steps = every_n_steps
         self.seed = seed

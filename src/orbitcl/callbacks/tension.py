@@ -6,6 +6,7 @@ import torch
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, log_scalars, save_plot
 from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.losses import functional
 from orbitcl.metrics import geometry
 from orbitcl.tracking import plots
@@ -29,10 +30,7 @@ class TensionMonitor(L.Callback):
 
     def __init__(self, every_n_steps: int = 50, t_min: float = 1e-6, bins: int = 50):
         super().__init__()
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int):
-            raise ValueError(f"every_n_steps={every_n_steps!r} is invalid: must be an integer")
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps} is invalid: must be >= 1")
+        require_int("every_n_steps", every_n_steps, 1)
         functional.check_t_min(t_min)
         self.every_n_steps = every_n_steps
         self.t_min = t_min

@@ -5,6 +5,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from orbitcl.callbacks.outputs import save_plot
 from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.metrics.orbits import Orbits, embed, orbits_of_test_split
 from orbitcl.tracking import plots
 
@@ -36,10 +37,7 @@ class UMAPPlot(L.Callback):
         batch_size: int = 256,
     ):
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
-            raise ValueError(f"every_n_epochs={every_n_epochs!r} is invalid: must be an integer")
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs={every_n_epochs} is invalid: must be >= 1")
+        require_int("every_n_epochs", every_n_epochs, 1)
         self.every_n_epochs = every_n_epochs
         self.n_images = n_images
         self.n_views = n_views

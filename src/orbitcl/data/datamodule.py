@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from orbitcl.checks.numbers import require_int
 from orbitcl.data.batched.augment import BatchAugment
 from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
 from orbitcl.data.imbalance import (
@@ -379,9 +380,3 @@ class STL10DataModule(MultiViewDataModule):
         if self.train_split == "train":
             return self._train
         return load_stl10(self.data_dir, "train", download=False)
-
-
-def require_int(name: str, value: object, minimum: int) -> None:
-    """Raises ValueError naming `name` unless `value` is an integer >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {minimum}")

@@ -33,7 +33,8 @@ from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as F
 
-from orbitcl.data.datamodule import MultiViewDataModule, require_int
+from orbitcl.checks.numbers import require_int
+from orbitcl.data.datamodule import MultiViewDataModule
 from orbitcl.data.errors import DataNotFoundError
 from orbitcl.data.sources import NO_LABEL, Split
 

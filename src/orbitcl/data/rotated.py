@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in
 from orbitcl.data.batched.geometry import Affine, resample
 from orbitcl.data.datamodule import MNISTDataModule
 from orbitcl.data.sources import Split
@@ -65,8 +66,7 @@ class RotatedMNISTDataModule(MNISTDataModule):
             raise ValueError(
                 f"label_space={label_space!r} is invalid: must be one of {', '.join(LABEL_SPACES)}"
             )
-        if isinstance(max_degrees, bool) or not 0 < max_degrees <= 180:
-            raise ValueError(f"max_degrees={max_degrees!r} is invalid: must be in (0, 180]")
+        require_in("max_degrees", max_degrees, 0, 180, "(]")
         self.label_space = label_space
         self.max_degrees = float(max_degrees)
         self.rotation_seed = rotation_seed

@@ -4,8 +4,8 @@ geometries"; "Class geometry of trained embeddings"): what `orbitcl.analyze` wri
 
 Trained: the class geometry (`metrics.class_geometry`) of up to `n_per_class` test images per
 class in projector space, the images `ClassGeometry` measures during training (same `seed`).
-Predicted: the same metrics on `orbitcl.optimum.optimal_embeddings` for the run's loss, free unit
-embeddings of the run's projector dimension for the run's training class counts scaled down to
+Predicted: the same metrics on `experiments.optimum.optimal_embeddings` for the run's loss, free
+unit embeddings of the run's projector dimension for the run's training class counts scaled down to
 at most `max_per_class` images per class in the same proportions (at least one each), a short
 solve of at most `steps` steps (seconds). A loss that takes class labels (SupCon, Soft SupCon,
 X-CLR) has a predicted class geometry; the optimum of the others (NT-Xent) ignores classes, so
@@ -22,12 +22,12 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from orbitcl.callbacks.class_geometry import images_per_class
+from orbitcl.experiments.optimum import optimal_embeddings, summary
 from orbitcl.experiments.runs import TrainedRun
 from orbitcl.experiments.trust import UntrustedTargetError, check_targets
 from orbitcl.losses.base import Loss
 from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines
 from orbitcl.metrics.orbits import embed
-from orbitcl.optimum import optimal_embeddings, summary
 from orbitcl.tracking import plots
 from orbitcl.training.config import build
 from orbitcl.training.labels import serve_class_similarity

@@ -22,7 +22,10 @@ def check_align_uniform(lam: float, t: float, alpha: float) -> None:
 
 
 def alignment(z_a: Tensor, z_b: Tensor, alpha: float = 2.0, images: slice | None = None) -> Tensor:
-    """``mean_i ||z_a_i - z_b_i||^alpha`` on unit vectors, over the images of ``images``."""
+    """``mean_i ||z_a_i - z_b_i||^alpha`` on unit vectors, over the images of ``images``: Wang
+    and Isola's alignment over positive pairs, rows of z_a and z_b (P, d); a scalar in
+    [0, 2^alpha], 0 when every pair coincides. Lower is better. Also the metric
+    (``orbitcl.metrics.geometry``)."""
     z = kernels.unit_anchors(z_a, z_b, 1, "alignment")
     z_rows, _ = kernels.anchor_rows(z, images)
     n = len(z_rows) // 2
@@ -35,7 +38,14 @@ def alignment(z_a: Tensor, z_b: Tensor, alpha: float = 2.0, images: slice | None
 
 def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
     """``log mean_{i != j} exp(-t ||x_i - x_j||^2)`` over the pairs of unit rows of ``x`` (M, d),
-    M >= 2 (each unordered pair twice, which leaves the mean unchanged)."""
+    M >= 2 (each unordered pair twice, which leaves the mean unchanged). Also the metric
+    (``orbitcl.metrics.geometry``).
+
+    Lower is more uniform. For unit vectors ``E||x - y||^2`` over distinct pairs is
+    ``2M/(M-1) (1 - ||mean||^2)``, so by Jensen the value is at least ``-2t M/(M-1)``: -4 for
+    t = 2 as M grows, attained by a regular simplex (mean 0, all distances equal). A
+    log-sum-exp: no underflow to log(0) however large t and the distances are.
+    """
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"x must have shape (M, d) with M >= 2, got {tuple(x.shape)}")
     x = F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1)  # float32 at least

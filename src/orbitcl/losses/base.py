@@ -3,11 +3,12 @@ for two-view losses, gathering under DDP, then the loss's own formula."""
 
 from dataclasses import dataclass
 
-import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from orbitcl.losses.gather import gather_views, world_size
+from orbitcl.losses import kernels
+from orbitcl.losses.functional import check_t_min, check_temperature
+from orbitcl.losses.gather import gather_views
+from orbitcl.parallel import collectives
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class ContrastiveLoss(Loss):
         if self.gather_distributed:  # this rank's anchors against the global batch
             z_a, z_b, images = gather_views(z_a, z_b)
             if labels is not None:
-                labels = _gather_labels(labels)
+                labels = collectives.gather(labels)  # (W n,): labels carry no gradient
         if not self.needs.labels:
             return self.compute(z_a, z_b, images)
         if labels is None:
@@ -80,10 +81,35 @@ class ContrastiveLoss(Loss):
         return ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def _gather_labels(labels: Tensor) -> Tensor:
-    """(n,) on each rank -> (W n,) in rank order; labels carry no gradient."""
-    if world_size() == 1:
-        return labels
-    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, labels.contiguous())
-    return torch.cat(parts)
+class InfoNCETypeLoss(ContrastiveLoss):
+    """A two-view loss with an InfoNCE softmax per anchor at ``temperature``: the positive and
+    the ``negatives`` that ``kernels.negatives`` chooses (``all``, ``cross_view``,
+    ``within_view``), which also gives its K + 1 ``candidates``."""
+
+    def __init__(
+        self, temperature: float, negatives: str = "all", gather_distributed: bool = False
+    ) -> None:
+        super().__init__(gather_distributed)
+        check_temperature(temperature)
+        kernels.check_negatives(negatives)
+        self.temperature = temperature
+        self.negatives = negatives
+
+    def candidates(self, n_images: int) -> int:
+        return kernels.candidates(self.negatives, n_images)
+
+
+class TensionLoss(InfoNCETypeLoss):
+    """An InfoNCE-type loss that weighs its negatives by ORL's tension, clamped below at
+    ``t_min`` (ORL and its controls)."""
+
+    def __init__(
+        self,
+        temperature: float,
+        t_min: float,
+        negatives: str = "all",
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__(temperature, negatives, gather_distributed)
+        check_t_min(t_min)
+        self.t_min = t_min

@@ -37,18 +37,12 @@ def dcl(
     over the anchors of ``images`` (default: all 2N): NT-Xent without the positive in the
     denominator. ``weights`` (N,), one per image, scale the positive terms (DCLW); default 1."""
     check_temperature(temperature)
-    z = kernels.unit_anchors(z_a, z_b, 2, "DCL (at least one negative per anchor)")
-    z_rows, cols = kernels.anchor_rows(z, images)
-    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
-    rows = torch.arange(len(cols), device=z.device)
-    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see kernels.anchor_rows)
-    positive = logits[rows, positive_cols]  # (2n,)
+    opening = kernels.dense_opening(z_a, z_b, images, "DCL (at least one negative per anchor)")
+    logits = opening.gram.div_(temperature)  # (2n, 2N)
+    # Decoupling: neither i nor p(i) is in the denominator.
+    positive = kernels.split_positive_(logits, opening)  # (2n,)
     if weights is not None:
-        positive = positive * weights.to(positive.dtype).repeat(2)[cols]
-    # Decoupling: neither i nor p(i) is in the denominator; -inf logits have zero gradient.
-    # Indexing copied the positive logits out, so filling in place does not reach them.
-    logits[rows, cols] = float("-inf")
-    logits[rows, positive_cols] = float("-inf")
+        positive = positive * weights.to(positive.dtype).repeat(2)[opening.cols]
     return (logits.logsumexp(1) - positive).mean()
 
 

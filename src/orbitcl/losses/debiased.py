@@ -6,6 +6,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in
 from orbitcl.losses import kernels
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.functional import check_temperature
@@ -13,8 +14,7 @@ from orbitcl.losses.functional import check_temperature
 
 def check_tau_plus(tau_plus: float) -> None:
     """Raise ValueError unless tau_plus is in [0, 1)."""
-    if not 0 <= tau_plus < 1:  # `not` also rejects NaN
-        raise ValueError(f"tau_plus={tau_plus} is invalid: must be in [0, 1)")
+    require_in("tau_plus", tau_plus, 0, 1, "[)")
 
 
 def debiased_info_nce(
@@ -50,18 +50,13 @@ def debiased(
     of ``images`` (default: all 2N), each with the M = 2N - 2 negatives ``k != i, p(i)``."""
     check_temperature(temperature)
     check_tau_plus(tau_plus)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "the debiased contrastive loss (at least one negative per anchor)"
+    opening = kernels.dense_opening(
+        z_a, z_b, images, "the debiased contrastive loss (at least one negative per anchor)"
     )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N)
-    rows = torch.arange(len(cols), device=z.device)
-    positive_cols = cols.roll(len(cols) // 2)  # p(i) of each row (see kernels.anchor_rows)
-    positive = logits[rows, positive_cols]  # (2n,), a copy: the fills below do not reach it
-    # Neither i nor p(i) is a negative; -inf logits have zero gradient in the logsumexp.
-    logits[rows, cols] = -math.inf
-    logits[rows, positive_cols] = -math.inf
-    return debiased_info_nce(positive, logits.logsumexp(1), len(z) - 2, temperature, tau_plus)
+    logits = opening.gram.div_(temperature)  # (2n, 2N)
+    positive = kernels.split_positive_(logits, opening)  # (2n,); neither i nor p(i) a negative
+    n_negatives = len(opening.z) - 2
+    return debiased_info_nce(positive, logits.logsumexp(1), n_negatives, temperature, tau_plus)
 
 
 class DebiasedContrastiveLoss(ContrastiveLoss):

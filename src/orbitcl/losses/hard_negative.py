@@ -3,7 +3,6 @@
 import math
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from orbitcl.losses import kernels
@@ -32,18 +31,16 @@ def hard_negative(
     check_temperature(temperature)
     check_beta(beta)
     check_tau_plus(tau_plus)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "the hard-negative loss (at least one negative per anchor)"
+    o = kernels.dense_opening(
+        z_a, z_b, images, "the hard-negative loss (at least one negative per anchor)"
     )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    logits = kernels.gram_rows(z_rows, z).div_(temperature)  # (2n, 2N): s_ik
-    rows = torch.arange(len(cols), device=z.device)
-    positive = logits[rows, cols.roll(len(cols) // 2)]  # (2n,): s_i+ (see kernels.anchor_rows)
+    logits = o.gram.div_(temperature)  # (2n, 2N): s_ik
+    positive = logits[o.rows, o.positive_cols]  # (2n,): s_i+
     # -inf off the negatives (zero gradient in the logsumexps), set after scaling: 0 * -inf is NaN.
-    not_negative = ~negative_mask(cols, len(z))  # (2n, 2N)
+    not_negative = ~negative_mask(o.cols, len(o.z))  # (2n, 2N)
     log_hard = (logits * (1 + beta)).masked_fill_(not_negative, -math.inf).logsumexp(1)  # (2n,)
     log_weights = (logits * beta).masked_fill_(not_negative, -math.inf).logsumexp(1)  # (2n,)
-    n_negatives = len(z) - 2
+    n_negatives = len(o.z) - 2
     # log(M sum_k w_k e^{s_k}) with w_k = e^{beta s_k} / sum_j e^{beta s_j}.
     log_reweighted = log_hard - log_weights + math.log(n_negatives)
     return debiased_info_nce(positive, log_reweighted, n_negatives, temperature, tau_plus)

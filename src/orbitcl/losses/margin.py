@@ -18,18 +18,16 @@ def margin_contrastive(
     """The margin contrastive loss (``MarginContrastiveLoss``), the mean over the 2n anchors of
     ``images`` (default: all 2N)."""
     check_margin(margin)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "the margin contrastive loss (at least one negative per anchor)"
+    o = kernels.dense_opening(
+        z_a, z_b, images, "the margin contrastive loss (at least one negative per anchor)"
     )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    sq_dist = squared_distances(z_rows, z, cols)  # (2n, 2N): D^2
-    rows = torch.arange(len(cols), device=z.device)
-    positive = sq_dist[rows, cols.roll(len(cols) // 2)] / 2  # (2n,): D^2 / 2, no sqrt needed
+    z, cols = o.z, o.cols
+    sq_dist = squared_distances(o)  # (2n, 2N): D^2
+    positive = sq_dist[o.rows, o.positive_cols] / 2  # (2n,): D^2 / 2, no sqrt needed
     # D = sqrt(D^2) has no gradient where D = 0 (no direction to push along): the self entries,
-    # and duplicate images. Below `tol`, D^2 is rounding noise (see kernels.tension_rows): there
-    # D is the constant 0, and the sqrt sees 1 instead, so the backward never divides by 0.
-    tol = 4 * z.shape[1] ** 0.5 * torch.finfo(z.dtype).eps
-    coincide = sq_dist < tol  # (2n, 2N)
+    # and duplicate images. Below kernels.tolerance, D^2 is rounding noise: there D is the
+    # constant 0, and the sqrt sees 1 instead, so the backward never divides by 0.
+    coincide = sq_dist < kernels.tolerance(z)  # (2n, 2N)
     dist = torch.where(coincide, 0.0, torch.where(coincide, 1.0, sq_dist).sqrt())  # (2n, 2N)
     hinge = F.relu(margin - dist).square() / 2  # (2n, 2N)
     negative = negative_mask(cols, len(z))  # (2n, 2N)

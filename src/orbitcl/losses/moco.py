@@ -19,14 +19,14 @@ from functools import reduce
 from typing import ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.losses import kernels
 from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.functional import check_t_min, check_temperature
-from orbitcl.losses.gather import world_size
+from orbitcl.parallel import collectives
 
 
 def _unit(*xs: Tensor) -> list[Tensor]:
@@ -163,11 +163,9 @@ class MoCoLoss(Loss):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(gather_distributed)
-        for name, value in (("dim", dim), ("queue_size", queue_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
-        if not 0 <= momentum < 1:  # `not` also rejects NaN
-            raise ValueError(f"momentum={momentum} is invalid: must be in [0, 1)")
+        require_int("dim", dim, 1)
+        require_int("queue_size", queue_size, 1)
+        require_in("momentum", momentum, 0, 1, "[)")
         check_temperature(temperature)
         check_t_min(t_min)
         self.temperature = temperature
@@ -191,10 +189,8 @@ class MoCoLoss(Loss):
         """Appends the step's keys (V views, each (B, d)) that served as positives, FIFO."""
         served = keys if self.symmetric else keys[1:]
         new = F.normalize(torch.cat(list(served)).detach().to(self.queue.dtype), dim=1)  # (M, d)
-        if self.gather_distributed and world_size() > 1:
-            parts = [torch.empty_like(new) for _ in range(dist.get_world_size())]
-            dist.all_gather(parts, new.contiguous())
-            new = torch.cat(parts)  # (W M, d), rank order: the same on every rank
+        if self.gather_distributed:
+            new = collectives.gather(new)  # (W M, d), rank order: the same on every rank
         size, count = len(self.queue), len(new)
         kept = new[-size:]  # more keys than the queue holds: only the newest survive
         # On the device, so that no step waits for the pointer to reach the CPU.

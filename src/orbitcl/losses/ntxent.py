@@ -4,11 +4,11 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from orbitcl.losses import functional, kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses import functional
+from orbitcl.losses.base import InfoNCETypeLoss
 
 
-class NTXentLoss(ContrastiveLoss):
+class NTXentLoss(InfoNCETypeLoss):
     """NT-Xent of SimCLR (Chen, Kornblith, Norouzi and Hinton, ICML 2020), mean over 2N anchors.
 
     ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) / tau]`` on
@@ -44,14 +44,7 @@ class NTXentLoss(ContrastiveLoss):
     def __init__(
         self, temperature: float = 0.5, gather_distributed: bool = False, negatives: str = "all"
     ) -> None:
-        super().__init__(gather_distributed)
-        functional.check_temperature(temperature)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
+        super().__init__(temperature, negatives, gather_distributed)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.ntxent(z_a, z_b, self.temperature, images, self.negatives)

@@ -5,10 +5,10 @@ from typing import ClassVar
 from torch import Tensor
 
 from orbitcl.losses import functional, kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.base import TensionLoss
 
 
-class ORLLoss(ContrastiveLoss):
+class ORLLoss(TensionLoss):
     """Orbit Regularization Loss: NT-Xent with each negative logit scaled by its tension.
 
     ``L = mean_i [-sim(i, p(i)) / tau + logsumexp_{k != i} sim(i, k) T[i, k] / tau]``, where the
@@ -49,20 +49,11 @@ class ORLLoss(ContrastiveLoss):
         backend: str | None = None,
         negatives: str = "all",
     ) -> None:
-        super().__init__(gather_distributed)
-        functional.check_temperature(temperature)
-        functional.check_t_min(t_min)
+        super().__init__(temperature, t_min, negatives, gather_distributed)
         if backend is not None:
             kernels.check_backend(backend)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.t_min = t_min
         self.detach_tension = detach_tension
         self.backend = backend
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return functional.orl(

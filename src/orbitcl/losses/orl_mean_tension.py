@@ -10,13 +10,12 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from orbitcl.losses import kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.base import TensionLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
-from orbitcl.losses.gather import world_size
+from orbitcl.parallel import collectives
 
 
 def orl_mean_tension(
@@ -41,14 +40,9 @@ def orl_mean_tension(
     check_temperature(temperature)
     check_t_min(t_min)
     kernels.check_negatives(negatives)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "ORL's mean-tension control (at least one negative per anchor)"
-    )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    gram = kernels.gram_rows(z_rows, z)  # (2n, 2N)
-    n = len(cols) // 2
-    rows = torch.arange(2 * n, device=z.device)
-    positive_cols = cols.roll(n)  # p(i) of each row (see kernels.anchor_rows)
+    z, z_rows, cols, rows, positive_cols, gram = kernels.dense_opening(
+        z_a, z_b, images, "ORL's mean-tension control (at least one negative per anchor)"
+    )  # gram: (2n, 2N)
     with torch.no_grad():  # c is a constant of the batch
         t = kernels.tension_rows(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
         chosen = kernels.negative_mask(cols, len(z), negatives)  # (2n, 2N)
@@ -61,13 +55,7 @@ def orl_mean_tension(
     return kernels.info_nce(logits.div_(temperature), cols, negatives)
 
 
-def _sum_over_ranks(x: Tensor) -> Tensor:
-    x = x.clone()  # all_reduce works in place
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
-
-
-class ORLMeanTensionLoss(ContrastiveLoss):
+class ORLMeanTensionLoss(TensionLoss):
     """ORL's mean-tension control: NT-Xent with each negative logit multiplied by ``c``, the
     batch mean of ORL's tension over the negatives, detached.
 
@@ -100,20 +88,11 @@ class ORLMeanTensionLoss(ContrastiveLoss):
         gather_distributed: bool = False,
         negatives: str = "all",
     ) -> None:
-        super().__init__(gather_distributed)
-        check_temperature(temperature)
-        check_t_min(t_min)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.t_min = t_min
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
+        super().__init__(temperature, t_min, negatives, gather_distributed)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
-        distributed = self.gather_distributed and world_size() > 1
-        sum_across = _sum_over_ranks if distributed else None
+        distributed = self.gather_distributed and collectives.world_size() > 1
+        sum_across = collectives.sum_over_ranks if distributed else None
         return orl_mean_tension(
             z_a, z_b, self.temperature, self.t_min, images, sum_across, self.negatives
         )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from orbitcl.losses import kernels
-from orbitcl.losses.base import ContrastiveLoss
+from orbitcl.losses.base import TensionLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
 
 
@@ -45,12 +45,11 @@ def shuffled_tension(
     """ORL's tension T (``functional.tension``: rows of ``images``, self entries 0) with each
     row's negative entries shuffled (``shuffle_negatives``); ``T[i, p(i)] = 1``."""
     check_t_min(t_min)
-    z = kernels.unit_anchors(z_a, z_b, 2, "shuffled tension (at least one negative per anchor)")
-    z_rows, cols = kernels.anchor_rows(z, images)
-    t = shuffle_negatives(
-        kernels.tension_rows(z_rows, z, kernels.gram_rows(z_rows, z), cols, t_min), cols, generator
+    z, z_rows, cols, rows, _, gram = kernels.dense_opening(
+        z_a, z_b, images, "shuffled tension (at least one negative per anchor)"
     )
-    t[torch.arange(len(cols), device=t.device), cols] = 0.0  # undefined: z_k - z_i = 0
+    t = shuffle_negatives(kernels.tension_rows(z_rows, z, gram, cols, t_min), cols, generator)
+    t[rows, cols] = 0.0  # undefined: z_k - z_i = 0
     return t
 
 
@@ -71,11 +70,9 @@ def orl_shuffled_tension(
     check_temperature(temperature)
     check_t_min(t_min)
     kernels.check_negatives(negatives)
-    z = kernels.unit_anchors(
-        z_a, z_b, 2, "ORL's shuffled-tension control (at least one negative per anchor)"
-    )
-    z_rows, cols = kernels.anchor_rows(z, images)
-    gram = kernels.gram_rows(z_rows, z)  # (2n, 2N)
+    z, z_rows, cols, _, _, gram = kernels.dense_opening(
+        z_a, z_b, images, "ORL's shuffled-tension control (at least one negative per anchor)"
+    )  # gram: (2n, 2N)
     if detach_tension:
         t = kernels.tension_rows(z_rows.detach(), z.detach(), gram.detach(), cols, t_min)
     else:
@@ -84,7 +81,7 @@ def orl_shuffled_tension(
     return kernels.info_nce((gram * shuffled).div_(temperature), cols, negatives)
 
 
-class ORLShuffledTensionLoss(ContrastiveLoss):
+class ORLShuffledTensionLoss(TensionLoss):
     """ORL's shuffled-tension control: ORL with each anchor's tension values randomly permuted
     among that anchor's negatives, afresh at every call.
 
@@ -126,17 +123,8 @@ class ORLShuffledTensionLoss(ContrastiveLoss):
         gather_distributed: bool = False,
         negatives: str = "all",
     ) -> None:
-        super().__init__(gather_distributed)
-        check_temperature(temperature)
-        check_t_min(t_min)
-        kernels.check_negatives(negatives)
-        self.temperature = temperature
-        self.t_min = t_min
+        super().__init__(temperature, t_min, negatives, gather_distributed)
         self.detach_tension = detach_tension
-        self.negatives = negatives
-
-    def candidates(self, n_images: int) -> int:
-        return kernels.candidates(self.negatives, n_images)
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None) -> Tensor:
         return orl_shuffled_tension(

@@ -17,11 +17,11 @@ def check_margin(margin: float) -> None:
         raise ValueError(f"margin={margin} is invalid: must be > 0")
 
 
-def squared_distances(z_rows: Tensor, z: Tensor, cols: Tensor) -> Tensor:
-    """``||z_k - z_i||^2`` (2n, 2N) of the anchors R (rows ``z_rows``, columns ``cols``) to all
-    anchors ``z``, from their Gram rows: ``G[i, i] + G[k, k] - 2 G[i, k]`` (no (2n, 2N, d))."""
-    sq_norm = z.square().sum(1)  # (2N,): 1, but 0 for an all-zero input row
-    return (sq_norm[cols, None] + sq_norm).sub_(kernels.gram_rows(z_rows, z), alpha=2)
+def squared_distances(opening: kernels.Opening) -> Tensor:
+    """``||z_k - z_i||^2`` (2n, 2N) of the anchors R (rows, columns ``cols``) to all anchors
+    ``z``, from their Gram rows: ``G[i, i] + G[k, k] - 2 G[i, k]`` (no (2n, 2N, d))."""
+    sq_norm = opening.z.square().sum(1)  # (2N,): 1, but 0 for an all-zero input row
+    return (sq_norm[opening.cols, None] + sq_norm).sub_(opening.gram, alpha=2)
 
 
 def triplet_semihard(
@@ -30,11 +30,12 @@ def triplet_semihard(
     """The triplet loss with semi-hard negatives (``TripletSemiHardLoss``), the mean over the 2n
     anchors of ``images`` (default: all 2N)."""
     check_margin(margin)
-    z = kernels.unit_anchors(z_a, z_b, 2, "the triplet loss (at least one negative per anchor)")
-    z_rows, cols = kernels.anchor_rows(z, images)
-    dist = squared_distances(z_rows, z, cols)  # (2n, 2N)
-    rows = torch.arange(len(cols), device=z.device)
-    positive = dist[rows, cols.roll(len(cols) // 2)]  # (2n,): d(a, p) (see kernels.anchor_rows)
+    o = kernels.dense_opening(
+        z_a, z_b, images, "the triplet loss (at least one negative per anchor)"
+    )
+    z, cols, rows = o.z, o.cols, o.rows
+    dist = squared_distances(o)  # (2n, 2N)
+    positive = dist[rows, o.positive_cols]  # (2n,): d(a, p)
     with torch.no_grad():  # the choice of the negative is not differentiated, as in FaceNet
         negative = negative_mask(cols, len(z))  # (2n, 2N)
         farther = negative & (dist > positive[:, None])  # (2n, 2N)

@@ -6,12 +6,14 @@ to unit length first, so raw encoder or projector outputs can be passed, and com
 at least. Nothing here needs gradients; callers run it under ``torch.no_grad``.
 """
 
-import math
 from itertools import combinations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# One formula for the metric and the loss (Wang and Isola 2020): the loss is its own metric.
+from orbitcl.losses.align_uniform import alignment, uniformity
 
 
 def _unit(x: Tensor) -> Tensor:
@@ -50,31 +52,6 @@ def view_pairs(views: Tensor) -> tuple[Tensor, Tensor]:
     (A, K, d) -> two (A * K(K-1)/2, d) tensors, row r of each from the same image."""
     i, j = zip(*combinations(range(views.shape[1]), 2), strict=True)
     return views[:, list(i)].flatten(0, 1), views[:, list(j)].flatten(0, 1)
-
-
-def alignment(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
-    """Wang & Isola's alignment ``E ||f(x) - f(y)||^alpha`` over positive pairs, rows of
-    x and y (P, d); a scalar in [0, 2^alpha], 0 when every pair coincides. Lower is better."""
-    return (_unit(x) - _unit(y)).norm(dim=1).pow(alpha).mean()
-
-
-def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
-    """Wang & Isola's uniformity ``log E exp(-t ||f(x) - f(y)||^2)`` over the n(n-1)/2 pairs of
-    distinct rows of x (n, d), as their reference code (``torch.pdist``) computes it; a scalar.
-
-    Lower is more uniform. For unit vectors ``E||x - y||^2`` over distinct pairs is
-    ``2n/(n-1) (1 - ||mean||^2)``, so by Jensen the value is at least ``-2t n/(n-1)``: -4 for
-    t = 2 as n grows, attained by a regular simplex (mean 0, all distances equal).
-    """
-    u = _unit(x)
-    n = len(u)
-    if n < 2:
-        raise ValueError(f"x has n={n} rows: uniformity needs n >= 2")
-    sq_dist = (2 - 2 * (u @ u.T)).clamp_min(0)  # (n, n); clamp: rounding can go below 0
-    upper = torch.triu_indices(n, n, offset=1, device=u.device)
-    exponents = -t * sq_dist[upper[0], upper[1]]  # (n(n-1)/2,)
-    # log-mean-exp: no underflow to log(0) however large t and the distances are.
-    return exponents.logsumexp(dim=0) - math.log(exponents.numel())
 
 
 def tension_negatives(t: Tensor) -> Tensor:

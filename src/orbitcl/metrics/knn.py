@@ -6,11 +6,13 @@ several k and temperatures from one neighbour search; euclidean distance on requ
 """
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+
+from orbitcl.parallel import collectives
 
 METRICS = ("cosine", "euclidean")
 
@@ -123,19 +125,18 @@ def whole_split(
     labels: torch.Tensor,
     indices: torch.Tensor,
     size: int,
-    all_gather: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The features (M, D) and labels (M,) of a whole split of M samples, in dataset order, from
     each DDP rank's share.
 
     Under DDP a DistributedSampler gives each of the W ranks an equal share of m samples, padded
     with repeated ones: this rank's ``features`` (m, D), ``labels`` (m,) and the sample
-    ``indices`` (m,) its sampler yielded, in loader order. ``all_gather`` stacks a tensor of every
-    rank, (m, ...) -> (W, m, ...) (Lightning's ``LightningModule.all_gather``). Every rank gets
-    the bank and queries one process would have, each sample once.
+    ``indices`` (m,) its sampler yielded, in loader order, gathered in rank order (W m, ...)
+    (``orbitcl.parallel.collectives.gather``). Every rank gets the bank and queries one process
+    would have, each sample once.
     """
     indices, features, labels = (
-        all_gather(x).flatten(0, 1) for x in (indices, features, labels)
+        collectives.gather(x) for x in (indices, features, labels)
     )  # (W m,), (W m, D), (W m,)
     first = torch.full((size,), len(indices), device=indices.device)
     first.scatter_reduce_(0, indices, torch.arange(len(indices), device=indices.device), "amin")
@@ -146,13 +147,11 @@ def whole_loader_split(
     features: torch.Tensor,
     labels: torch.Tensor,
     loader: DataLoader,
-    world_size: int,
-    all_gather: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`whole_split` of what this rank computed over `loader`, in loader order: features (m, D)
     (or any per-sample values (m,)) and labels (m,) -> the whole split's, each sample once, on
     every rank. As given in one process."""
-    if world_size == 1:
+    if collectives.world_size() == 1:
         return features, labels
     indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
-    return whole_split(features, labels, indices, len(loader.dataset), all_gather)
+    return whole_split(features, labels, indices, len(loader.dataset))

@@ -4,11 +4,13 @@ The same `seed` gives the same images and the same views, so a callback sees one
 every validation and `orbitcl.analyze` compares different checkpoints on identical inputs.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from orbitcl.checks.numbers import require_int
 
 
 @dataclass
@@ -40,9 +42,8 @@ def sample_orbits(
     Everything is drawn from `seed`, and the global RNG is left as it was: the torchvision
     transforms draw from it, and training must not depend on whether diagnostics ran.
     """
-    for name, value in (("n_anchors", n_anchors), ("n_views", n_views)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
+    require_int("n_anchors", n_anchors, 1)
+    require_int("n_views", n_views, 1)
     n_anchors = min(n_anchors, len(images))
     generator = torch.Generator().manual_seed(seed)
     # Sorted, so anchors keep the split's order (and with n_anchors = N, are the split).
@@ -88,25 +89,38 @@ def orbits_of_test_split(datamodule, n_anchors: int, n_views: int, seed: int = 0
 
 
 @torch.no_grad()
+def embed_batches(
+    encoder: nn.Module, projector: nn.Module | None, batches: Iterable[Tensor]
+) -> tuple[Tensor, Tensor | None]:
+    """(encoder features (B, e), projector outputs (B, d)) of the images of every batch
+    (b, C, H, W), concatenated, on CPU, float32 at least; no projector outputs (None) without a
+    ``projector``. The model runs in eval mode (BatchNorm's running statistics), its modes
+    restored after. The one feature extraction of orbitcl: the diagnostics, `embed`, and the
+    downstream evaluation (``experiments.downstream.encode``) all call it."""
+    heads = [] if projector is None else [projector]
+    modes = [(m, m.training) for net in (encoder, *heads) for m in net.modules()]
+    for net in (encoder, *heads):
+        net.eval()
+    device = next(encoder.parameters()).device
+    features, projections = [], []
+    try:
+        for batch in batches:
+            h = encoder(batch.to(device))
+            features.append(h.float().cpu())
+            if projector is not None:
+                projections.append(projector(h).float().cpu())
+    finally:
+        for module, training in modes:
+            module.training = training
+    return torch.cat(features), (torch.cat(projections) if projector is not None else None)
+
+
 def embed(
     encoder: nn.Module, projector: nn.Module, images: Tensor, batch_size: int = 1024
 ) -> tuple[Tensor, Tensor]:
     """(encoder features (B, e), projector outputs (B, d)) of images (B, C, H, W), on CPU, with
     the model in eval mode (BatchNorm's running statistics) and its modes restored after."""
-    modes = [(m, m.training) for m in (*encoder.modules(), *projector.modules())]
-    encoder.eval()
-    projector.eval()
-    device = next(encoder.parameters()).device
-    features, projections = [], []
-    try:
-        for batch in images.split(batch_size):
-            h = encoder(batch.to(device))
-            features.append(h.float().cpu())
-            projections.append(projector(h).float().cpu())
-    finally:
-        for module, training in modes:
-            module.training = training
-    return torch.cat(features), torch.cat(projections)
+    return embed_batches(encoder, projector, images.split(batch_size))
 
 
 def embed_orbits(

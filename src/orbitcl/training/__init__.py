@@ -4,6 +4,7 @@
 - ``objectives``: how a loss takes part in a step (labels, momentum keys), chosen once.
 - ``momentum``: MoCo's momentum encoder.
 - ``fit``: one run from a composed config (what ``python -m orbitcl.train`` runs).
+- ``job``, ``swept_keys``: one job of a sweep, its outcome recorded in ``result.json``.
 - ``config``: building objects from config, with errors that name the field.
 - ``resume``, ``nonfinite``, ``speed``, ``schedules``: exact resumes, non-finite losses, speed
   switches, learning-rate schedules.

@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.requirements import skipped, usable_callbacks
+from orbitcl.checks.numbers import require_number
 from orbitcl.data import DataNotFoundError
-from orbitcl.experiments.sweep import in_multirun, run_job
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
+from orbitcl.training.job import in_multirun, run_job
 from orbitcl.training.labels import (
     check_labels,
     load_training_data,
@@ -31,8 +32,10 @@ from orbitcl.training.labels import (
 )
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
-from orbitcl.training.optimizers import check_lr_scaling
-from orbitcl.training.resume import ConfigSnapshot, check_resumable
+from orbitcl.training.resume import (
+    ConfigSnapshot,
+    check_resumable,
+)
 from orbitcl.training.speed import apply_speed_switches
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     scheduler = build("optim.scheduler", cfg.optim.scheduler) if cfg.optim.scheduler else None
     lr_scaling = cfg.optim.get("lr_scaling", "none")
     try:
-        check_lr_scaling(lr_scaling)
-    except ValueError as err:
-        raise ConfigError(f"optim.{err}") from err
-    try:
         module = ContrastiveModule(
             encoder,
             projector,
@@ -69,8 +68,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             lr_scaling=lr_scaling,
             **cfg.eval,
         )
-    except ValueError as err:  # its arguments are top-level keys: the message names them
-        raise ConfigError(str(err)) from err
+    except ValueError as err:  # its arguments are top-level keys but for optim.lr_scaling
+        message = str(err)
+        named = f"optim.{message}" if message.startswith("lr_scaling=") else message
+        raise ConfigError(named) from err
     apply_speed_switches(
         module.encoder,
         module.projector,
@@ -131,10 +132,13 @@ def _auxiliary_terms(node: DictConfig | None) -> dict:
         if "weight" not in term or "loss" not in term:
             raise ConfigError(f"aux.{name} is invalid: an auxiliary term needs `weight` and `loss`")
         field = "aux" if "name" in term else f"aux.{name}"
-        # Checked here, where the field the user typed is known (`aux.weight` for `+aux=vrn`).
+        # Checked here, and only here, where the field the user typed is known (`aux.weight`
+        # for `+aux=vrn`): the module takes the weights as given.
+        try:
+            require_number(f"{field}.weight", term.weight, 0)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         weight = term.weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-            raise ConfigError(f"{field}.weight={weight!r} is invalid: must be a number >= 0")
         terms[name] = (weight, build(f"{field}.loss", term.loss))
     return terms
 
@@ -161,7 +165,7 @@ def _discard_if_empty(run_dir: Path) -> None:
 def run(cfg: DictConfig) -> float | None:
     """Trains in Hydra's run directory; returns the final kNN accuracy. A single run exits with
     status 2 on a bad config or missing data, 3 on a non-finite loss; a sweep's job records its
-    outcome in result.json instead (`orbitcl.experiments.sweep.run_job`)."""
+    outcome in result.json instead (`orbitcl.training.job.run_job`)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if in_multirun():  # the outcome goes to run_dir/result.json; a failed job ends only itself
         return run_job(train, cfg, run_dir)

@@ -75,10 +75,7 @@ class ContrastiveModule(L.LightningModule):
         self.objective = objective_for(loss, encoder, projector)
         # K + 1 for a batch of N images, or None: decided once, not asked at every step.
         self._candidates = loss.candidates if isinstance(loss, Loss) else lambda n_images: None
-        aux = aux or {}
-        for name, (weight, _) in aux.items():
-            if not weight >= 0:
-                raise ValueError(f"aux.{name}.weight={weight} is invalid: must be >= 0")
+        aux = aux or {}  # the weights were checked where they were built (training.fit)
         self.aux_losses = nn.ModuleDict({name: term for name, (_, term) in aux.items()})
         self.aux_weights = {name: float(weight) for name, (weight, _) in aux.items()}
         self.aux_objectives = nn.ModuleDict(
@@ -212,9 +209,7 @@ class ContrastiveModule(L.LightningModule):
         """Features (M, D) and labels (M,) of the whole split of loader `dataloader_idx`."""
         features, labels = zip(*self._val_outputs[dataloader_idx], strict=True)
         loader = self.trainer.val_dataloaders[dataloader_idx]
-        return whole_loader_split(
-            torch.cat(features), torch.cat(labels), loader, self.trainer.world_size, self.all_gather
-        )
+        return whole_loader_split(torch.cat(features), torch.cat(labels), loader)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

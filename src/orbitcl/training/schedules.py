@@ -5,6 +5,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from orbitcl.checks.numbers import require_in
+
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
@@ -14,8 +16,7 @@ def warmup_cosine(
 ) -> LambdaLR:
     """Linear warm-up over the first `warmup_fraction` of training, then cosine decay to
     `final_lr_fraction` of the base learning rate (SimCLR's schedule)."""
-    if not 0 <= warmup_fraction < 1:
-        raise ValueError(f"warmup_fraction={warmup_fraction} is invalid: must be in [0, 1)")
+    require_in("warmup_fraction", warmup_fraction, 0, 1, "[)")
     warmup_steps = int(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:

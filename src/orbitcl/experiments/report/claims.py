@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orbitcl.checks.numbers import require_int
 from orbitcl.experiments.report.compare import HIGHER, LOWER, Comparison
 
 SUPPORTED = "supported"
@@ -183,9 +184,11 @@ def _figures(node: Mapping) -> dict | None:
                 f"study.figures.{name} is not an option of the figures; the options are "
                 + ", ".join(FIGURE_DEFAULTS)
             )
-        positive = isinstance(option, int) and not isinstance(option, bool) and option >= 1
-        if name != "replicate" and not positive:
-            raise StudyError(f"study.figures.{name}={option!r} is invalid: must be an integer >= 1")
+        if name != "replicate":
+            try:
+                require_int(f"study.figures.{name}", option, 1)
+            except ValueError as err:
+                raise StudyError(str(err)) from None
     return FIGURE_DEFAULTS | dict(value)
 
 

@@ -1,7 +1,7 @@
 """Collecting a sweep: one record per job directory, read from the files the jobs left.
 
 Every job of a sweep (`python -m orbitcl.train -m ...`) leaves `result.json` in its directory
-(`orbitcl.experiments.sweep.run_job`); a job directory without one belongs to a job that was
+(`orbitcl.training.job.run_job`); a job directory without one belongs to a job that was
 killed or is still running ("missing"). The sweep's `multirun.yaml` says which keys it varies
 and, for a search (`hparams_search=optuna`), in which direction it optimised.
 """
@@ -14,9 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from orbitcl.experiments.swept_keys import MULTIRUN_FILE, job_values, swept_keys
-
-RESULT_FILE = "result.json"
+from orbitcl.training.swept_keys import MULTIRUN_FILE, RESULT_FILE, job_values, swept_keys
 
 
 def load_jobs(sweep_dir: Path) -> tuple[list[str], list[dict]]:

@@ -1,6 +1,7 @@
 """The write-up's figures from a sweep: one checkpoint per setting (the job of one seed), drawn
-side by side by `orbitcl.analyze` into `<sweep dir>/figures/`: overlaid anchor-view cosine
-histograms (200 anchors x 10 views), UMAP panels (K = 5 views) and their table.
+side by side by `experiments.analysis` (what `orbitcl.analyze` runs) into `<sweep dir>/figures/`:
+overlaid anchor-view cosine histograms (200 anchors x 10 views), UMAP panels (K = 5 views)
+and their table.
 
 Checkpoints are loaded through `experiments.runs.load_run`, so only allow-listed `_target_`s are
 built (`--allow-target`, `ORBITCL_ALLOW_TARGETS`). Torch and the models are imported only here,
@@ -38,7 +39,7 @@ def draw_figures(
     `sweep_dir/figures/` with `options` (claims.FIGURE_DEFAULTS' keys); returns the files."""
     import torch
 
-    from orbitcl.analyze import analyze
+    from orbitcl.experiments.analysis import analyze
     from orbitcl.experiments.runs import load_run
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -29,8 +29,8 @@ from orbitcl.experiments.report.summary import (
     best_job,
     summarize,
 )
-from orbitcl.experiments.swept_keys import swept_choices
 from orbitcl.tracking import plots
+from orbitcl.training.swept_keys import swept_choices
 
 
 def plot_metric(

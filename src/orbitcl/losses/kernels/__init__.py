@@ -15,9 +15,12 @@ NT-Xent/ORL kernels, public under these names for every loss in ``orbitcl.losses
 """
 
 from orbitcl.losses.kernels.anchors import (
+    Opening,
     anchor_rows,
+    dense_opening,
     gram_rows,
     info_nce,
+    split_positive_,
     tolerance,
     unit_anchors,
 )
@@ -45,7 +48,9 @@ __all__ = [
     "LogitTargets",
     "NEGATIVES",
     "Hyper",
+    "Opening",
     "anchor_rows",
+    "dense_opening",
     "candidates",
     "check_backend",
     "check_negatives",
@@ -58,5 +63,6 @@ __all__ = [
     "raw_tension",
     "tension_rows",
     "tolerance",
+    "split_positive_",
     "unit_anchors",
 ]

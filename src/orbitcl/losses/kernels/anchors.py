@@ -10,6 +10,8 @@ the one-process loss. This is how a DDP rank computes its share of the global lo
 ``orbitcl.losses.gather``). One process uses R = all rows, through the same code.
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -78,3 +80,34 @@ def info_nce(logits: Tensor, cols: Tensor, negatives: str = "all") -> Tensor:
     # Columns are left out of the logsumexp as -inf logits, which also have zero gradient.
     leave_out_(logits, cols, cols.roll(n), negatives, float("-inf"))
     return F.cross_entropy(logits, cols.roll(n))  # target: p(i)'s column
+
+
+class Opening(NamedTuple):
+    """What a dense loss over the anchors R of ``images`` opens with (``dense_opening``)."""
+
+    z: Tensor  # (2N, d): all unit anchors, the columns
+    z_rows: Tensor  # (2n, d): the anchors R, the rows
+    cols: Tensor  # (2n,): each row's own column
+    rows: Tensor  # (2n,): 0 .. 2n - 1, to index one entry per row
+    positive_cols: Tensor  # (2n,): p(i), each row's positive's column
+    gram: Tensor  # (2n, 2N): z[R] z^T
+
+
+def dense_opening(z_a: Tensor, z_b: Tensor, images: slice | None, need: str) -> Opening:
+    """The unit anchors, the rows of ``images`` and their Gram rows: the opening of every loss
+    that materialises its (2n, 2N) logits. ``need`` names the loss when N < 2 (one negative per
+    anchor at least)."""
+    z = unit_anchors(z_a, z_b, 2, need)
+    z_rows, cols = anchor_rows(z, images)
+    rows = torch.arange(len(cols), device=z.device)
+    return Opening(z, z_rows, cols, rows, cols.roll(len(cols) // 2), gram_rows(z_rows, z))
+
+
+def split_positive_(logits: Tensor, opening: Opening) -> Tensor:
+    """The positive logits ``logits[i, p(i)]`` (2n,), and ``logits`` (2n, 2N) left with the
+    negatives only: -inf, in place, at i and p(i) (zero gradient in a logsumexp). The positives
+    are a copy, so the fill does not reach them."""
+    positive = logits[opening.rows, opening.positive_cols]  # (2n,)
+    logits[opening.rows, opening.cols] = float("-inf")
+    logits[opening.rows, opening.positive_cols] = float("-inf")
+    return positive

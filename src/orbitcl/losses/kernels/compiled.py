@@ -27,6 +27,14 @@ def _swap(x: Tensor, b: int) -> Tensor:
     return x.roll(b, 0)
 
 
+def _masks(gram: Tensor, rows: BlockRows, negatives: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each of the block's rows (2b, 2N) has its own column, its positive's, and the
+    columns its softmax leaves out (``negatives.left_out``); inlined by the compiler."""
+    k = torch.arange(gram.shape[1], device=gram.device)
+    is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
+    return is_self, is_pos, left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
+
+
 def _tension(gram, gram_pos, rows: BlockRows, s, is_self, is_pos, t_min: float, tol: float):
     """T (2b, 2N), ``inv = ||z_k - z_i||^-1`` and where T is the raw tension (bool)."""
     x, inv, noise = raw_tension(gram, gram_pos, rows.a, rows.pos_dist, rows.s_rows, s, tol)
@@ -43,9 +51,7 @@ def _forward(
     tol: float,
     negatives: str,
 ):
-    k = torch.arange(gram.shape[1], device=gram.device)
-    is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
-    out = left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
+    is_self, is_pos, out = _masks(gram, rows, negatives)
     t, _, _ = _tension(gram, _swap(gram, len(gram) // 2), rows, s, is_self, is_pos, t_min, tol)
     logits = gram * t / temperature
     # exp of the logits left out, then 0: exp(-inf) is a slow path of the vectorised exp.
@@ -64,9 +70,7 @@ def _terms(
     tol: float,
     negatives: str,
 ):
-    k = torch.arange(gram.shape[1], device=gram.device)
-    is_self, is_pos = k == rows.self_cols[:, None], k == rows.pos_cols[:, None]
-    out = left_out(rows.self_cols, rows.pos_cols, gram.shape[1], negatives)
+    is_self, is_pos, out = _masks(gram, rows, negatives)
     t, inv, raw = _tension(gram, gram_pos, rows, s, is_self, is_pos, t_min, tol)
     p = torch.where(out, 0.0, (gram * t / temperature - lse[:, None]).exp())  # softmax
     v = torch.where(raw, p * gram, 0.0)  # V

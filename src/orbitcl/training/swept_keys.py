@@ -15,6 +15,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 MULTIRUN_FILE = "multirun.yaml"
+RESULT_FILE = "result.json"  # where each job records its outcome (orbitcl.training.job)
 
 
 def _parse(overrides: Iterable[str]) -> list[Override]:
