@@ -35,6 +35,7 @@ NO_DIAGNOSTICS = [
     "callbacks.umap=null",
     "callbacks.similarity=null",
     "callbacks.class_geometry=null",
+    "callbacks.spectrum=null",
 ]
 
 

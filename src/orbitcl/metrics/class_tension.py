@@ -71,6 +71,10 @@ def class_tension(
 
 
 def rank_correlation(a: Tensor, b: Tensor) -> float:
-    """Spearman's rank correlation between two (C, C) matrices over the pairs c != c'."""
+    """Spearman's rank correlation between two (C, C) matrices over the pairs c != c'; NaN where
+    either is constant there (e.g. a kNN that confuses no class)."""
     off = ~torch.eye(len(a), dtype=torch.bool)
-    return float(stats.spearmanr(a[off].double().numpy(), b[off].double().numpy()).statistic)
+    x, y = a[off].double(), b[off].double()
+    if bool((x == x[0]).all()) or bool((y == y[0]).all()):
+        return float("nan")
+    return float(stats.spearmanr(x.numpy(), y.numpy()).statistic)
