@@ -73,5 +73,7 @@ REPORTED = (
     ALIGNMENT,
     UNIFORMITY,
     TENSION_MEAN,
+    RANKME,
+    ALPHA,
     TRAIN_LOSS,
 )

@@ -173,7 +173,7 @@ def class_matrices(panels: Mapping[str, Tensor], title: str = "", cmap: str = "v
     """(C, C) matrices side by side, one heatmap each (name -> matrix; rows: the anchor's or
     true class, columns: the other class), each on its own colour scale, cells annotated up to
     12 classes."""
-    fig = Figure(figsize=(4.6 * len(panels), 4.3))
+    fig = Figure(figsize=(5.0 * len(panels), 4.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, matrix) in zip(axes, panels.items(), strict=True):
         values = matrix.detach().double().cpu().numpy()
@@ -202,7 +202,7 @@ def spectrum_history(
     """The collapse picture: for each space (name -> one normalised log spectrum
     ``log(sigma_k / sigma_1)`` (n,) per step), a heatmap of rank k (rows, 1 on top) against
     training step (columns): dimensions that die turn dark from the step they die."""
-    fig = Figure(figsize=(5.2 * len(spectra), 4.0))
+    fig = Figure(figsize=(5.6 * len(spectra), 4.0), layout="constrained")
     axes = fig.subplots(1, len(spectra), squeeze=False)[0]
     for ax, (name, columns) in zip(axes, spectra.items(), strict=True):
         values = torch.stack([c.double() for c in columns], dim=1).numpy()  # (n, steps)
