@@ -2,23 +2,13 @@
 against itself, and against a copy whose projector's last layer is rotated (the loss cannot
 tell them apart): CKA 1 and Procrustes 0 on the projections; an untrusted run is refused."""
 
-import copy
-
 import pytest
 import torch
+from helpers.run_dirs import rotated, write_run
 from omegaconf import OmegaConf
 
 from orbitcl import compare
 from orbitcl.training.config import build
-
-
-def write_run(run_dir, cfg, encoder, projector):
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / "checkpoints").mkdir()
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    state |= {f"projector.{k}": v for k, v in projector.state_dict().items()}
-    torch.save({"state_dict": state, "global_step": 5}, run_dir / "checkpoints" / "last.ckpt")
 
 
 @pytest.fixture
@@ -29,13 +19,7 @@ def runs(tmp_path, train_config):
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
     write_run(tmp_path / "a", cfg, encoder, projector)
-    rotated = copy.deepcopy(projector)
-    last = rotated.net[-1]  # z -> Q z: W -> Q W, b -> Q b
-    q, _ = torch.linalg.qr(torch.randn(last.out_features, last.out_features))
-    with torch.no_grad():
-        last.weight.copy_(q @ last.weight)
-        last.bias.copy_(q @ last.bias)
-    write_run(tmp_path / "b", cfg, encoder, rotated)
+    write_run(tmp_path / "b", cfg, encoder, rotated(projector))
     return tmp_path / "a", tmp_path / "b"
 
 

@@ -18,19 +18,9 @@ import torch
 from orbitcl.experiments.runs import TrainedRun, load_run
 from orbitcl.experiments.trust import add_allow_target
 from orbitcl.metrics.across_runs import linear_cka, procrustes_distance
-from orbitcl.metrics.orbits import embed
+from orbitcl.metrics.orbits import embed, fixed_test_images
 
 SPACES = ("encoder", "projector")
-
-
-def fixed_images(run: TrainedRun, n_images: int, seed: int) -> torch.Tensor:
-    """`n_images` test images of `run`'s dataset (all if fewer), chosen by a permutation seeded
-    with `seed`, in the split's order, eval transform: (B, C, H, W)."""
-    run.datamodule.setup()
-    queries = run.datamodule.val_dataloader()[-1].dataset  # the test split
-    generator = torch.Generator().manual_seed(seed)
-    chosen = torch.randperm(len(queries), generator=generator)[:n_images].sort().values
-    return torch.stack([queries.transform(queries.images[i]) for i in chosen.tolist()])
 
 
 def compare(
@@ -48,7 +38,7 @@ def compare(
             f"{run_a.name} was trained on {run_a.cfg.dataset._target_}, {run_b.name} on "
             f"{run_b.cfg.dataset._target_}: compare runs on one dataset"
         )
-    images = fixed_images(run_a, n_images, seed)
+    images = fixed_test_images(run_a.datamodule, n_images, seed)
     embedded = [
         dict(zip(SPACES, embed(run.encoder, run.projector, images), strict=True))
         for run in (run_a, run_b)
