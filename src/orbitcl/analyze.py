@@ -11,7 +11,11 @@ writes to DIR:
 - `table.md` and `table.json`: orbit variance, anchor-view and pairwise cosine, alignment and
   uniformity (projector space; encoder space in the JSON), kNN and linear-probe top-1;
 - `class_geometry.md`, `.json` and `.png`: each run's class geometry beside the optimum its loss
-  predicts for its training class counts (`experiments.optimum_comparison`).
+  predicts for its training class counts (`experiments.optimum_comparison`);
+- in the table, RankMe, alpha-ReQ and LiDAR of the projections of the views (`metrics.spectrum`;
+  the encoder's in the JSON), and with class labels `class_tension.png` and `.json`: each run's
+  C x C class tension (two views of each anchor, `metrics.class_tension`) and its Spearman
+  correlation with a leave-one-out kNN confusion matrix (docs/representation.md).
 """
 
 import argparse
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             args.umap_images,
             args.umap_views,
             args.seed,
-            args.optimum_steps,
+            optimum_steps=args.optimum_steps,  # by name: `downstream` comes before it
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"orbitcl.analyze: error: {err}", file=sys.stderr)

@@ -36,6 +36,7 @@ NO_DIAGNOSTICS = [
     "callbacks.umap=null",
     "callbacks.similarity=null",
     "callbacks.class_geometry=null",
+    "callbacks.spectrum=null",
 ]
 
 
@@ -134,13 +135,19 @@ def test_csv_run_logs_every_diagnostic_and_writes_the_plots(run):
         last["classes/within_cos"] - last["classes/between_cos"], abs=1e-6
     )
     assert 0 <= last["classes/simplex_deviation"] <= 1 + 1 / 9
+    for name in ["spectrum/rankme", "spectrum/encoder/lidar", "classes/nc1"]:
+        assert len(metric_rows(run_dir, name)) == 2, name  # callbacks.spectrum, one per validation
     assert pngs(run_dir) == [  # callbacks.umap=null: no UMAP
         "class_geometry_step000005.png",
         "class_geometry_step000010.png",
+        "class_tension_step000005.png",  # callbacks.spectrum (tests/callbacks/test_spectrum_...)
+        "class_tension_step000010.png",
         "orbit_cos_step000005.png",
         "orbit_cos_step000010.png",
         "similarity_step000005.png",  # callbacks.similarity (tests/callbacks/test_similarity.py)
         "similarity_step000010.png",
+        "spectrum_step000005.png",
+        "spectrum_step000010.png",
         "tension_step000005.png",
         "tension_step000010.png",
     ]
@@ -152,7 +159,7 @@ def test_diagnostics_switch_off_and_never_change_training(run):
     assert not (off / "plots").exists()
     header = (off / "metrics.csv").read_text().splitlines()[0]
     assert "val/knn_acc" in header and "tension" not in header and "orbit" not in header
-    assert "similarity" not in header
+    assert "similarity" not in header and "spectrum" not in header
     weights = [
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         for run_dir in (on, off)
@@ -233,10 +240,15 @@ def test_analyze_compares_runs_on_the_callbacks_orbits(run, tmp_path, capsys):
         "class_geometry.json",
         "class_geometry.md",
         "class_geometry.png",
+        "class_tension.json",
+        "class_tension.png",
         "table.json",
         "table.md",
         "umap.png",
     ]
+    tension = json.loads((out / "class_tension.json").read_text())
+    assert list(tension) == ["ntxent-tau0.5", "orl-tau0.5"]
+    assert -1 <= tension["orl-tau0.5"]["spearman_confusion"] <= 1
     # Class geometry on the callback's test images: its last validation's numbers; NT-Xent's
     # optimum ignores classes, so there is no prediction to set beside them.
     geometry = json.loads((out / "class_geometry.json").read_text())
@@ -247,6 +259,7 @@ def test_analyze_compares_runs_on_the_callbacks_orbits(run, tmp_path, capsys):
     assert geometry[0]["predicted"] is None
     rows = json.loads((out / "table.json").read_text())
     assert [row["name"] for row in rows] == ["ntxent-tau0.5", "orl-tau0.5"]
+    assert all(1 <= row["rankme"] <= 128 and row["alpha"] > 0 for row in rows)
     # Same anchors, views and weights as the callback's last validation: the same numbers.
     for group, metrics in (("orbit", ORBIT), ("geometry", GEOMETRY)):
         for metric in metrics:

@@ -476,7 +476,7 @@ def test_killed_batched_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
         return [
             sys.executable, "-m", "orbitcl.train", "dataset.pipeline=batched",
             "trainer.max_epochs=3", "logger=csv", "callbacks.umap=null", "callbacks.orbit=null",
-            "callbacks.class_geometry=null",
+            "callbacks.class_geometry=null", "callbacks.spectrum=null",
             "callbacks.tension=null", "callbacks.similarity=null", f"hydra.run.dir={run_dir}",
         ]  # fmt: skip
 

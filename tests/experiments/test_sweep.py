@@ -93,6 +93,7 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
         "callbacks.umap=null",
         "callbacks.orbit=null",
         "callbacks.class_geometry=null",
+        "callbacks.spectrum=null",
         "callbacks.similarity=null",
         "logger=wandb",
         f"hydra.sweep.dir={sweep_dir}",

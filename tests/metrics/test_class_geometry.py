@@ -15,7 +15,13 @@ from orbitcl.callbacks import ClassGeometry
 from orbitcl.data import DigitsDataModule
 from orbitcl.experiments.optimum import optimal_embeddings
 from orbitcl.losses import SupConLoss
-from orbitcl.metrics.class_geometry import class_geometry, prototype_cosines, size_correlation
+from orbitcl.metrics.class_geometry import (
+    class_geometry,
+    nc1,
+    nc2,
+    prototype_cosines,
+    size_correlation,
+)
 
 
 def direct(z, labels, n_classes):
@@ -155,3 +161,31 @@ def test_callback_logs_size_correlation_only_for_unequal_counts(class_counts, lo
             prototype_cosines(z.detach(), labels, 10), torch.tensor(datamodule.train_class_counts())
         )
         assert module.logged["classes/size_correlation"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_nc1_is_0_on_collapsed_classes_and_equals_a_direct_formula():
+    g = torch.Generator().manual_seed(0)
+    c, d = 4, 6
+    means = torch.randn(c, d, generator=g, dtype=torch.float64)
+    labels = torch.arange(c).repeat(5)
+    assert nc1(means[labels], labels, c) == pytest.approx(0.0, abs=1e-12)
+    h = means[labels] + 0.3 * torch.randn(len(labels), d, generator=g, dtype=torch.float64)
+    mu = torch.stack([h[labels == k].mean(0) for k in range(c)])
+    grand = mu.mean(0)
+    sw = sum(torch.outer(h[i] - mu[labels[i]], h[i] - mu[labels[i]]) for i in range(len(h)))
+    sb = sum(torch.outer(mu[k] - grand, mu[k] - grand) for k in range(c)) / c
+    expected = torch.trace(sw / len(h) @ torch.linalg.pinv(sb)) / c
+    assert nc1(h, labels, c) == pytest.approx(float(expected), rel=1e-8)
+
+
+def test_nc2_is_0_on_a_simplex_and_positive_off_it():
+    c = 5
+    simplex = torch.eye(c, dtype=torch.float64) - 1.0 / c  # centred, equal norms and angles
+    labels = torch.arange(c)
+    values = nc2(simplex, labels, c)
+    assert values["nc2_equinorm"] == pytest.approx(0.0, abs=1e-12)
+    assert values["nc2_equiangularity"] == pytest.approx(0.0, abs=1e-12)
+    stretched = simplex * torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0], dtype=torch.float64)[:, None]
+    assert nc2(stretched, labels, c)["nc2_equinorm"] > 0.1
+    with pytest.raises(ValueError, match="no sample"):
+        nc2(simplex[:3], labels[:3], c)

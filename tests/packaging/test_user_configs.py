@@ -85,7 +85,7 @@ def test_user_configs_compose_with_orbitcls_and_their_classes_train(user_folder,
         else [f"hydra.searchpath=[file://{conf}]"]
     )
     quick = ["callbacks.umap=null", "callbacks.orbit=null", "callbacks.similarity=null"]
-    quick += ["callbacks.class_geometry=null", "logger=csv"]
+    quick += ["callbacks.class_geometry=null", "callbacks.spectrum=null", "logger=csv"]
     result = run_module(
         *where, "+experiment=my_study", *quick, f"hydra.run.dir={run_dir}", cwd=tmp_path,
         env_extra=env,

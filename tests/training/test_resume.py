@@ -18,6 +18,7 @@ COMMON = [
     "callbacks.umap=null",
     "callbacks.orbit=null",
     "callbacks.class_geometry=null",
+    "callbacks.spectrum=null",
     "callbacks.tension=null",
     "callbacks.similarity=null",
 ]

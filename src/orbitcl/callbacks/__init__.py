@@ -1,6 +1,7 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
 geometry and class geometry at each validation, similarities of positives and negatives,
-UMAP pictures of orbits, and the online linear classifier. The names of what they log are in
+UMAP pictures of orbits, the spectrum of the representation (rank, collapse, classes), and the
+online linear classifier. The names of what they log are in
 ``names``.
 
 The callbacks are imported when first used, so that ``orbitcl.callbacks.names`` stays light.
@@ -13,6 +14,7 @@ _WHERE = {
     "OnlineLinearClassifier": "orbitcl.callbacks.online_linear",
     "OrbitDiagnostics": "orbitcl.callbacks.orbit",
     "SimilarityStatistics": "orbitcl.callbacks.similarity",
+    "SpectrumDiagnostics": "orbitcl.callbacks.spectrum",
     "TensionMonitor": "orbitcl.callbacks.tension",
     "UMAPPlot": "orbitcl.callbacks.umap_plot",
 }
@@ -22,6 +24,7 @@ __all__ = [
     "OnlineLinearClassifier",
     "OrbitDiagnostics",
     "SimilarityStatistics",
+    "SpectrumDiagnostics",
     "TensionMonitor",
     "UMAPPlot",
 ]

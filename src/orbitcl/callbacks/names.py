@@ -34,9 +34,22 @@ def tension_metric(statistic: str) -> str:
 TENSION_MEAN = tension_metric("mean")
 
 
-# ClassGeometry (callbacks.class_geometry): each metric of metrics.class_geometry.
-def class_metric(name: str) -> str:
-    return f"classes/{name}"
+# ClassGeometry (callbacks.class_geometry): each metric of metrics.class_geometry; with
+# SpectrumDiagnostics' neural collapse per space (the projector's carry no space in the name).
+def class_metric(name: str, space: str = "projector") -> str:
+    return f"classes/{name}" if space == "projector" else f"classes/{space}/{name}"
+
+
+# SpectrumDiagnostics (callbacks.spectrum): each metric of metrics.spectrum per embedding space.
+def spectrum_metric(name: str, space: str = "projector") -> str:
+    """``spectrum/rankme``, ``spectrum/encoder/alpha``, ..."""
+    return f"spectrum/{name}" if space == "projector" else f"spectrum/{space}/{name}"
+
+
+RANKME = spectrum_metric("rankme")
+ALPHA = spectrum_metric("alpha")
+LIDAR = spectrum_metric("lidar")
+NC1 = class_metric("nc1")
 
 
 # SimilarityStatistics (callbacks.similarity): each statistic and reference of
@@ -60,5 +73,7 @@ REPORTED = (
     ALIGNMENT,
     UNIFORMITY,
     TENSION_MEAN,
+    RANKME,
+    ALPHA,
     TRAIN_LOSS,
 )

@@ -9,10 +9,14 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+
 from orbitcl.experiments import optimum_comparison
 from orbitcl.experiments.downstream import downstream_accuracy
 from orbitcl.experiments.runs import TrainedRun
-from orbitcl.metrics import geometry
+from orbitcl.metrics import geometry, spectrum
+from orbitcl.metrics.class_tension import class_tension, rank_correlation
+from orbitcl.metrics.knn import confusion_matrix, leave_one_out_predict
 from orbitcl.metrics.orbits import embed, embed_orbits, orbits_of_test_split
 from orbitcl.tracking import plots
 
@@ -25,6 +29,9 @@ COLUMNS = [
     ("pairwise_cos", "view-view cos", ".4f"),
     ("alignment", "alignment", ".4f"),
     ("uniformity", "uniformity", ".3f"),
+    ("rankme", "RankMe", ".1f"),
+    ("alpha", "alpha-ReQ", ".3f"),
+    ("lidar", "LiDAR", ".1f"),
     ("knn_top1", "kNN top-1", ".4f"),
     ("probe_top1", "probe top-1", ".4f"),
 ]
@@ -76,11 +83,21 @@ def analyze(
     orbits = orbits_of_test_split(runs[0].datamodule, n_anchors, n_views, seed)
     umap_orbits = orbits_of_test_split(runs[0].datamodule, umap_images, umap_views, seed)
 
-    rows, cosines, umaps = [], {"projector": {}, "encoder": {}}, {}
+    rows, cosines, umaps, tensions = [], {"projector": {}, "encoder": {}}, {}, {}
+    n_classes = int(runs[0].datamodule.num_classes or 0)
+    n_classes = n_classes if len(orbits.labels.unique()) == n_classes else 0  # all classes drawn
     for name, run in zip(names, runs, strict=True):
         log.info("measuring %s (%s)", name, run.checkpoint)
         spaces = embed_orbits(run.encoder, run.projector, orbits)  # (A, d), (A, K, d) each
         metrics = {space: geometry.orbit_metrics(*spaces[space]) for space in spaces}
+        for space, (_, views) in spaces.items():
+            metrics[space] |= {
+                "rankme": spectrum.rankme(views.flatten(0, 1)),
+                "alpha": spectrum.alpha_req(views.flatten(0, 1)),
+                "lidar": spectrum.lidar(views),
+            }
+        if n_classes >= 2:
+            tensions[name] = run_class_tension(run, spaces, orbits.labels, n_classes)
         for space, (anchors, views) in spaces.items():
             cosines[space][name] = geometry.anchor_view_cosine(anchors, views)  # (A, K)
         row = {"name": name, "checkpoint": str(run.checkpoint), "step": run.global_step}
@@ -104,6 +121,20 @@ def analyze(
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "table.md").write_text(markdown_table(rows, a, k))
 
+    if tensions:
+        panels = {
+            f"{n}: rho = {t['spearman_confusion']:.2f}": t["tension"] for n, t in tensions.items()
+        }
+        title = (
+            f"mean ORL tension between classes ({a} test images x 2 views); rho: with kNN confusion"
+        )
+        plots.save(plots.class_matrices(panels, title), out / "class_tension.png")
+        record = {
+            n: {k: v.tolist() if torch.is_tensor(v) else v for k, v in t.items()}
+            for n, t in tensions.items()
+        }
+        (out / "class_tension.json").write_text(json.dumps(record, indent=2) + "\n")
+
     compared = [
         optimum_comparison.compare(r, n, seed=seed, steps=optimum_steps)
         for r, n in zip(runs, names, strict=True)
@@ -111,6 +142,31 @@ def analyze(
     if compared := [row for row in compared if row is not None]:
         optimum_comparison.write(compared, out)
     return rows
+
+
+def run_class_tension(run: TrainedRun, spaces, labels, n_classes: int) -> dict:
+    """A run's class tension (projections of the first two views of each anchor, its loss's
+    temperature and t_min, else ORL's defaults) and its rank correlation with the confusion of a
+    leave-one-out kNN on the anchors' encoder features."""
+    loss = run.cfg.get("loss") or {}
+    result = class_tension(
+        spaces["projector"][1][:, 0],
+        spaces["projector"][1][:, 1],
+        labels,
+        n_classes,
+        float(loss.get("temperature", 0.5)),
+        float(loss.get("t_min", 1e-6)),
+    )
+    confusion = confusion_matrix(
+        leave_one_out_predict(spaces["encoder"][0], labels, n_classes), labels, n_classes
+    )
+    return {
+        "tension": result.tension,
+        "share": result.share,
+        "confusion": confusion,
+        "spearman_confusion": rank_correlation(result.tension, confusion),
+        "spearman_share_confusion": rank_correlation(result.share, confusion),
+    }
 
 
 def markdown_table(rows: list[dict], n_anchors: int, n_views: int) -> str:

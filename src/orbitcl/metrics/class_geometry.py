@@ -16,6 +16,19 @@ sums ``S_c = sum_{i in c} z_i`` (C, d), never from an M x M matrix:
   pairs c < c', between ``n_c + n_c'`` and ``M_cc'``: the imbalance signature (SupCon's
   prototypes of large classes are pushed furthest apart: a negative correlation). A rank
   statistic: it gives the direction of a bend, not its size (``prototype_cos_std``).
+
+Neural collapse (Papyan et al. 2020), on the features h (M, d) *as given* (not normalised), from
+the class means ``mu_c`` and the global mean ``mu_G`` (the mean of the class means):
+
+- ``nc1 = tr(Sigma_W Sigma_B^+) / C``, ``Sigma_W`` the within-class covariance (over all M
+  samples), ``Sigma_B = 1/C sum_c (mu_c - mu_G)(mu_c - mu_G)^T``: the within-class spread in the
+  directions that separate classes; 0 when every class has collapsed to its mean;
+- ``nc2_equinorm``: ``std_c ||mu_c - mu_G|| / mean_c ||mu_c - mu_G||``, 0 when the centred class
+  means have equal norms;
+- ``nc2_equiangularity``: ``std_{c != c'}`` of the cosines between centred class means, 0 when all
+  angles are equal. The third NC2 condition, that the angle is the simplex's ``-1/(C-1)``, is
+  ``simplex_deviation`` above (on the prototypes of unit embeddings, not centred: the
+  geometry the losses act on).
 """
 
 import torch
@@ -66,6 +79,41 @@ def class_geometry(
     if class_sizes is not None:
         metrics["size_correlation"] = size_correlation(cosines, class_sizes)
     return metrics
+
+
+def class_means(h: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """``mu_c`` (C, d) of the features h (M, d) as given, float64; raises if a class is empty."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    if (counts == 0).any():
+        missing = (counts == 0).nonzero().flatten().tolist()
+        raise ValueError(f"classes {missing} have no sample: neural collapse needs every class")
+    sums = torch.zeros(n_classes, h.shape[1], dtype=torch.float64).index_add_(0, labels, h.double())
+    return sums / counts[:, None]
+
+
+def nc1(h: Tensor, labels: Tensor, n_classes: int) -> float:
+    """NC1 = ``tr(Sigma_W Sigma_B^+) / C`` of features h (M, d) with labels (M,) (docstring)."""
+    h = h.detach().double().cpu()
+    means = class_means(h, labels, n_classes)  # (C, d)
+    within = h - means[labels]  # (M, d)
+    sigma_w = within.T @ within / len(h)
+    between = means - means.mean(0)
+    sigma_b = between.T @ between / n_classes
+    return float(torch.trace(sigma_w @ torch.linalg.pinv(sigma_b, hermitian=True)) / n_classes)
+
+
+def nc2(h: Tensor, labels: Tensor, n_classes: int) -> dict[str, float]:
+    """``nc2_equinorm`` and ``nc2_equiangularity`` of features h (M, d) (module docstring)."""
+    means = class_means(h.detach().double().cpu(), labels, n_classes)
+    centred = means - means.mean(0)  # (C, d)
+    norms = centred.norm(dim=1)
+    unit = centred / norms[:, None]
+    upper = torch.triu_indices(n_classes, n_classes, offset=1)
+    cosines = (unit @ unit.T)[upper[0], upper[1]]
+    return {
+        "nc2_equinorm": float(norms.std(correction=0) / norms.mean()),
+        "nc2_equiangularity": float(cosines.std(correction=0)),
+    }
 
 
 def size_correlation(cosines: Tensor, class_sizes: Tensor) -> float:

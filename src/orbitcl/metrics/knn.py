@@ -155,3 +155,35 @@ def whole_loader_split(
         return features, labels
     indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
     return whole_split(features, labels, indices, len(loader.dataset))
+
+
+def leave_one_out_predict(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """`weighted_knn_predict` (cosine) of every sample of features (M, D) against the others,
+    itself left out: the kNN of a small labelled set without a separate bank (M,)."""
+    _check(k, temperature, "cosine")
+    z = F.normalize(features.float(), dim=1)
+    scores = z @ z.T  # (M, M)
+    scores.fill_diagonal_(float("-inf"))
+    top, indices = scores.topk(min(k, len(z) - 1), dim=1)
+    return _vote(top, labels[indices], num_classes, temperature, "cosine")
+
+
+def confusion_matrix(
+    predicted: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """(C, C) float64: row c, the share of class c's samples predicted as each class (rows of
+    classes without samples are 0)."""
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.float64)
+    counts.index_add_(
+        0,
+        labels.long() * num_classes + predicted.long(),
+        torch.ones(len(labels), dtype=torch.float64),
+    )
+    counts = counts.view(num_classes, num_classes)
+    return counts / counts.sum(1, keepdim=True).clamp_min(1)

@@ -88,6 +88,17 @@ def orbits_of_test_split(datamodule, n_anchors: int, n_views: int, seed: int = 0
     )
 
 
+def fixed_test_images(datamodule, n_images: int, seed: int = 0) -> Tensor:
+    """`n_images` test images of a `MultiViewDataModule` (all if fewer; set up here), chosen by a
+    permutation seeded with `seed`, in the split's order, eval transform: (B, C, H, W). The
+    images `orbitcl.compare` and the study report's CKA embed with every run."""
+    datamodule.setup()
+    queries = datamodule.val_dataloader()[-1].dataset  # the test split
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(queries), generator=generator)[:n_images].sort().values
+    return torch.stack([queries.transform(queries.images[i]) for i in chosen.tolist()])
+
+
 @torch.no_grad()
 def embed_batches(
     encoder: nn.Module, projector: nn.Module | None, batches: Iterable[Tensor]

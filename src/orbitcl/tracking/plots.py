@@ -167,3 +167,62 @@ def umap_panels(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def class_matrices(panels: Mapping[str, Tensor], title: str = "", cmap: str = "viridis") -> Figure:
+    """(C, C) matrices side by side, one heatmap each (name -> matrix; rows: the anchor's or
+    true class, columns: the other class), each on its own colour scale, cells annotated up to
+    12 classes."""
+    fig = Figure(figsize=(5.0 * len(panels), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, matrix) in zip(axes, panels.items(), strict=True):
+        values = matrix.detach().double().cpu().numpy()
+        image = ax.imshow(values, cmap=cmap)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        if len(values) <= 12:
+            high = np.nanmax(values)
+            for (row, col), value in np.ndenumerate(values):
+                colour = "black" if value > 0.6 * high else "white"
+                ax.text(
+                    col, row, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour
+                )
+        ax.set_xticks(range(len(values)))
+        ax.set_yticks(range(len(values)))
+        ax.set_xlabel("class c' (negatives; predicted)")
+        ax.set_ylabel("class c (anchors; true)")
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def spectrum_history(
+    steps: list[int], spectra: Mapping[str, list[Tensor]], title: str = ""
+) -> Figure:
+    """The collapse picture: for each space (name -> one normalised log spectrum
+    ``log(sigma_k / sigma_1)`` (n,) per step), a heatmap of rank k (rows, 1 on top) against
+    training step (columns): dimensions that die turn dark from the step they die."""
+    fig = Figure(figsize=(5.6 * len(spectra), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(spectra), squeeze=False)[0]
+    for ax, (name, columns) in zip(axes, spectra.items(), strict=True):
+        values = torch.stack([c.double() for c in columns], dim=1).numpy()  # (n, steps)
+        values = np.maximum(values, -12.0)  # below e^-12 of sigma_1: dead, one colour
+        image = ax.imshow(
+            values,
+            aspect="auto",
+            cmap="magma",
+            vmin=-12.0,
+            vmax=0.0,
+            interpolation="nearest",
+            extent=(-0.5, len(steps) - 0.5, len(values) + 0.5, 0.5),
+        )
+        fig.colorbar(image, ax=ax, label="log(sigma_k / sigma_1)")
+        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(steps[t]) for t in ticks])
+        ax.set_xlabel("training step (at each validation)")
+        ax.set_ylabel("singular value rank k")
+        ax.set_title(f"{name} (d = {len(values)})", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

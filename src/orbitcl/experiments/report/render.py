@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from orbitcl.experiments.report import cka
 from orbitcl.experiments.report import study as study_part
 from orbitcl.experiments.report.claims import check_comparison, parse_study
 from orbitcl.experiments.report.collect import (
@@ -31,6 +33,8 @@ from orbitcl.experiments.report.summary import (
 )
 from orbitcl.tracking import plots
 from orbitcl.training.swept_keys import swept_choices
+
+log = logging.getLogger(__name__)
 
 
 def plot_metric(
@@ -126,7 +130,13 @@ def build_report(
     report.evidence = study_part.gather(
         sweep_dir, keys, jobs, metrics, study, x, replicate, compare, reference, figures, allow
     )
-    (sweep_dir / "sweep_report.md").write_text(markdown(report, sweep_dir.name, x, replicate))
+    text = markdown(report, sweep_dir.name, x, replicate)
+    try:
+        cka_text = cka.cka_report(sweep_dir, jobs, replicate, allow)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:  # a checkpoint it cannot load
+        log.warning("no CKA tables: %s", err)
+        cka_text = None
+    (sweep_dir / "sweep_report.md").write_text(text + ("\n" + cka_text if cka_text else ""))
     return report
 
 

@@ -1,0 +1,121 @@
+"""The spectrum of a representation: how many directions the embeddings really use
+(docs/representation.md).
+
+All functions take embeddings z (M, d) (LiDAR: (A anchors, K views, d)) and compute in float64
+on the CPU: a validation-time diagnostic, not a hot path.
+
+- ``singular_values``: sigma_1 >= ... of the *centred* embeddings (M, d) -> (min(M, d),).
+  Centring removes the mean direction, which on unit embeddings is a large sigma_1 that says
+  where the cloud sits, not how it spreads.
+- ``rankme`` (Garrido et al. 2023): ``exp(-sum_k p_k log p_k)``, ``p_k = sigma_k / ||sigma||_1 +
+  eps`` with the paper's eps = 1e-7; the entropy of the *singular values* (the variant of Roy and
+  Vetterli's effective rank that RankMe uses), not of the eigenvalues sigma_k^2, which would
+  weigh the leading directions more and give a smaller rank.
+- ``alpha_req`` (Agrawal et al. 2022): the alpha of ``lambda_k ~ k^-alpha`` for the eigenvalues
+  ``lambda_k = sigma_k^2 / (M - 1)`` of the covariance, fitted by least squares of ``log lambda_k``
+  on ``log k`` over the ranks ``k = start .. end`` (default: 1 to the last eigenvalue above
+  ``floor * lambda_1``: the numerically zero tail, whose logs are rounding noise, is left out).
+- ``lidar`` (Thilak et al. 2024): RankMe's entropy applied to the eigenvalues of the LDA matrix
+  ``Sigma_w^-1/2 Sigma_b Sigma_w^-1/2``, between the anchors' mean views (Sigma_b) relative to
+  the scatter of each anchor's views (Sigma_w + delta I), with the paper's delta = 1e-4 and
+  eps = 1e-8: how many directions separate images, beyond what augmentation moves them.
+"""
+
+import torch
+from torch import Tensor
+
+RANKME_EPS = 1e-7  # Garrido et al. 2023
+LIDAR_DELTA = 1e-4  # Thilak et al. 2024: Sigma_w's ridge
+LIDAR_EPS = 1e-8  # Thilak et al. 2024: in the entropy
+ALPHA_FLOOR = 1e-12  # eigenvalues below floor * lambda_1 are rounding noise (float64)
+
+
+def _check_matrix(z: Tensor, name: str = "z", rows: int = 2) -> None:
+    if z.ndim != 2 or z.shape[0] < rows or z.shape[1] < 1:
+        raise ValueError(f"{name} of shape {tuple(z.shape)} is invalid: need (M >= {rows}, d)")
+
+
+def singular_values(z: Tensor) -> Tensor:
+    """sigma (min(M, d),), descending, of the centred embeddings z (M, d), float64."""
+    _check_matrix(z)
+    x = z.detach().double().cpu()
+    return torch.linalg.svdvals(x - x.mean(0))
+
+
+def spectral_entropy_rank(values: Tensor, eps: float) -> float:
+    """``exp(-sum_k p_k log p_k)`` with ``p_k = v_k / ||v||_1 + eps``: the smooth rank of a
+    non-negative spectrum (RankMe's and LiDAR's). 1 for one non-zero value, n for n equal ones
+    (plus O(n eps log eps))."""
+    v = values.double().clamp_min(0)
+    total = v.sum()
+    if total <= 0:
+        return 1.0  # all embeddings equal: one point, rank 1 (the limit of a vanishing spread)
+    p = v / total + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
+    """RankMe of embeddings z (M, d), in [1, min(M, d)] (module docstring)."""
+    return spectral_entropy_rank(singular_values(z), eps)
+
+
+def eigenvalues(z: Tensor) -> Tensor:
+    """lambda (min(M, d),), descending: the covariance's eigenvalues ``sigma^2 / (M - 1)``."""
+    return singular_values(z).square() / (len(z) - 1)
+
+
+def alpha_req(
+    z: Tensor, start: int = 1, end: int | None = None, floor: float = ALPHA_FLOOR
+) -> float:
+    """alpha-ReQ of embeddings z (M, d): minus the least-squares slope of ``log lambda_k`` on
+    ``log k``, k = start .. end (1-based, inclusive; end None: the last eigenvalue above
+    ``floor * lambda_1``). NaN when fewer than 2 ranks are left to fit."""
+    return power_law_exponent(eigenvalues(z), start, end, floor)
+
+
+def power_law_exponent(
+    spectrum: Tensor, start: int = 1, end: int | None = None, floor: float = ALPHA_FLOOR
+) -> float:
+    """``alpha_req``'s fit on a given descending spectrum (n,)."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 1:
+        raise ValueError(f"start={start!r} is invalid: must be an integer >= 1 (a 1-based rank)")
+    lam = spectrum.double()
+    usable = int((lam > floor * lam[0]).sum()) if lam[0] > 0 else 0
+    end = usable if end is None else min(end, usable)
+    if end - start + 1 < 2:
+        return float("nan")
+    k = torch.arange(start, end + 1, dtype=torch.float64)
+    x, y = k.log(), lam[start - 1 : end].log()
+    x, y = x - x.mean(), y - y.mean()
+    return float(-(x * y).sum() / x.square().sum())
+
+
+def lidar(views: Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:
+    """LiDAR of K views of A anchors, views (A, K, d) with A >= 2, K >= 2 (module docstring):
+
+    ``Sigma_b = 1/(A-1) sum_i (mu_i - mu)(mu_i - mu)^T``, mu_i the mean of anchor i's views;
+    ``Sigma_w = 1/(A(K-1)) sum_i sum_j (e_ij - mu_i)(e_ij - mu_i)^T + delta I``;
+    the smooth rank of the eigenvalues of ``Sigma_w^-1/2 Sigma_b Sigma_w^-1/2`` (eps in p_k).
+    """
+    if views.ndim != 3 or views.shape[0] < 2 or views.shape[1] < 2:
+        raise ValueError(
+            f"views of shape {tuple(views.shape)} is invalid: need (anchors >= 2, views >= 2, d)"
+        )
+    e = views.detach().double().cpu()
+    a, k, d = e.shape
+    means = e.mean(1)  # (A, d): mu_i
+    between = means - means.mean(0)
+    sigma_b = between.T @ between / (a - 1)  # (d, d)
+    within = (e - means[:, None]).reshape(a * k, d)
+    sigma_w = within.T @ within / (a * (k - 1)) + delta * torch.eye(d, dtype=torch.float64)
+    w_values, w_vectors = torch.linalg.eigh(sigma_w)
+    inv_sqrt = (w_vectors * w_values.rsqrt()) @ w_vectors.T  # Sigma_w^-1/2, symmetric
+    lda = inv_sqrt @ sigma_b @ inv_sqrt
+    return spectral_entropy_rank(torch.linalg.eigvalsh((lda + lda.T) / 2), eps)
+
+
+def normalised_log_spectrum(z: Tensor) -> Tensor:
+    """``log(sigma_k / sigma_1)`` (min(M, d),), the collapse picture's column at one step:
+    0 for the leading direction, very negative for the dead ones (-inf clipped to log 1e-16)."""
+    sigma = singular_values(z)
+    return (sigma / sigma[0].clamp_min(1e-300)).clamp_min(1e-16).log()

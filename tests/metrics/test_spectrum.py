@@ -1,0 +1,97 @@
+"""Spectrum metrics (orbitcl.metrics.spectrum), in float64: RankMe against its formula on a
+matrix of known spectrum and at its closed forms (isotropic: d, rank one: 1), alpha-ReQ on exact
+power-law spectra, LiDAR on orbits that differ along one direction only and against a direct
+per-anchor loop."""
+
+import math
+
+import pytest
+import torch
+
+from orbitcl.metrics import spectrum
+
+
+def with_spectrum(sigma: torch.Tensor, m: int, seed: int = 0) -> torch.Tensor:
+    """A centred (m, d) matrix whose singular values are sigma (d,): U diag(sigma) V^T with the
+    columns of U orthonormal and orthogonal to the ones vector."""
+    g = torch.Generator().manual_seed(seed)
+    d = len(sigma)
+    a = torch.randn(m, d + 1, generator=g, dtype=torch.float64)
+    a[:, 0] = 1.0  # the first Householder column spans the mean direction
+    q, _ = torch.linalg.qr(a)
+    u = q[:, 1:]  # (m, d), orthogonal to 1
+    v, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    return u @ torch.diag(sigma) @ v.T + torch.randn(d, generator=g, dtype=torch.float64)
+
+
+def test_singular_values_of_a_given_spectrum():
+    sigma = torch.tensor([5.0, 3.0, 2.0, 0.5, 0.1], dtype=torch.float64)
+    torch.testing.assert_close(spectrum.singular_values(with_spectrum(sigma, 40)), sigma)
+
+
+def test_rankme_equals_its_formula():
+    sigma = torch.tensor([4.0, 2.0, 1.0, 0.5, 0.25, 0.01], dtype=torch.float64)
+    p = sigma / sigma.sum() + 1e-7
+    expected = math.exp(-(p * p.log()).sum().item())
+    assert spectrum.rankme(with_spectrum(sigma, 50)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_rankme_is_d_for_isotropic_and_1_for_rank_one():
+    d = 16
+    isotropic = with_spectrum(torch.ones(d, dtype=torch.float64), 100)
+    assert spectrum.rankme(isotropic) == pytest.approx(d, rel=1e-5)
+    g = torch.Generator().manual_seed(1)
+    rank_one = torch.randn(100, 1, generator=g, dtype=torch.float64) * torch.randn(
+        1, d, generator=g, dtype=torch.float64
+    )
+    assert spectrum.rankme(rank_one) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.3])
+def test_alpha_req_recovers_a_power_law(alpha):
+    d = 64
+    k = torch.arange(1, d + 1, dtype=torch.float64)
+    sigma = k.pow(-alpha / 2)  # lambda_k = sigma_k^2 / (M - 1) ~ k^-alpha
+    z = with_spectrum(sigma, 300)
+    assert spectrum.alpha_req(z) == pytest.approx(alpha, abs=1e-3)
+    assert spectrum.alpha_req(z, start=5, end=40) == pytest.approx(alpha, abs=1e-3)
+
+
+def test_alpha_req_leaves_out_the_numerically_zero_tail():
+    sigma = torch.cat([torch.arange(1, 11, dtype=torch.float64).pow(-1.0), torch.zeros(6)])
+    assert spectrum.alpha_req(with_spectrum(sigma, 80)) == pytest.approx(2.0, abs=1e-3)
+    with pytest.raises(ValueError, match="start=0"):
+        spectrum.power_law_exponent(sigma, start=0)
+
+
+def test_lidar_is_1_on_orbits_that_differ_along_one_direction():
+    g = torch.Generator().manual_seed(0)
+    a, k, d = 30, 8, 12
+    direction = torch.randn(d, generator=g, dtype=torch.float64)
+    noise = torch.randn(k, d, generator=g, dtype=torch.float64)  # the same spread for all
+    views = torch.randn(a, 1, 1, generator=g, dtype=torch.float64) * direction + noise
+    assert spectrum.lidar(views) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_lidar_equals_a_direct_loop():
+    g = torch.Generator().manual_seed(2)
+    a, k, d, delta, eps = 7, 5, 4, 1e-4, 1e-8
+    views = torch.randn(a, k, d, generator=g, dtype=torch.float64)
+    mu = torch.stack([views[i].mean(0) for i in range(a)])
+    grand = mu.mean(0)
+    sb = sum(torch.outer(mu[i] - grand, mu[i] - grand) for i in range(a)) / (a - 1)
+    sw = sum(
+        torch.outer(views[i, j] - mu[i], views[i, j] - mu[i]) for i in range(a) for j in range(k)
+    ) / (a * (k - 1)) + delta * torch.eye(d, dtype=torch.float64)
+    root = torch.linalg.cholesky(sw)  # same eigenvalues as Sigma_w^-1/2 Sigma_b Sigma_w^-1/2
+    lam = torch.linalg.eigvals(torch.linalg.solve(root, torch.linalg.solve(root, sb).T)).real
+    p = lam / lam.sum() + eps
+    expected = math.exp(-(p * p.log()).sum().item())
+    assert spectrum.lidar(views) == pytest.approx(expected, rel=1e-8)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="need \\(M >= 2, d\\)"):
+        spectrum.rankme(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="anchors >= 2, views >= 2"):
+        spectrum.lidar(torch.zeros(5, 1, 3))
