@@ -189,8 +189,10 @@ def test_wandb_run_holds_the_metrics_histograms_and_images(run):
     # plots, and the epoch's end its tension plot.
     assert pngs(run_dir) == [
         "class_geometry_step000003.png",
+        "class_tension_step000003.png",
         "orbit_cos_step000003.png",
         "similarity_step000003.png",
+        "spectrum_step000003.png",
         "tension_step000003.png",
         "umap_step000003.png",
     ]

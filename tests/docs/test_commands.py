@@ -37,6 +37,7 @@ ARGPARSE_ENTRY_POINTS = {
     "orbitcl.analyze",
     "orbitcl.report",
     "orbitcl.export",
+    "orbitcl.compare",
     "orbitcl.data.stats",
 }
 SHELL_STOPS = {"|", "||", "&&", ";", ">", ">>", "2>&1", "&"}

@@ -26,6 +26,7 @@ LOGGED = {
     "callbacks.orbit": "orbit/variance",
     "callbacks.similarity": "similarity/neg_cross_var",
     "callbacks.class_geometry": "classes/gap",
+    "callbacks.spectrum": "spectrum/rankme",
     "callbacks.online_linear": "val/linear_acc",
     "knn": "val/knn_acc",
 }

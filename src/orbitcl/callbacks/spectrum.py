@@ -3,7 +3,6 @@ and the projector's embeddings of fixed orbits at each validation; with class la
 collapse and the tension between classes (docs/representation.md)."""
 
 import logging
-from typing import ClassVar
 
 import lightning as L
 import torch
@@ -11,6 +10,8 @@ from torch import Tensor
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
+from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.checks.numbers import require_int
 from orbitcl.data.stats import class_mean_cosines
 from orbitcl.metrics import spectrum
 from orbitcl.metrics.class_geometry import nc1, nc2
@@ -48,11 +49,9 @@ class SpectrumDiagnostics(L.Callback):
     whole callback is. One forward pass over A (K + 1) images per validation, rank zero only.
     """
 
-    # What it needs from the data, for the callbacks' generic check: class labels, only for the
-    # neural-collapse metrics and the class tension (skipped without them).
-    needs: ClassVar[dict[str, str]] = {
-        "class_labels": "optional: classes/nc1, classes/nc2_*, class tension"
-    }
+    # The test split's orbits; class labels are optional (without them only classes/nc1,
+    # classes/nc2_* and the class tension are left out, with one log line).
+    needs = DataNeeds(test_split=True)
 
     def __init__(
         self,
@@ -66,9 +65,8 @@ class SpectrumDiagnostics(L.Callback):
         knn_temperature: float = 0.1,
     ):
         super().__init__()
-        for name, value in (("n_anchors", n_anchors), ("n_views", n_views)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 2")
+        require_int("n_anchors", n_anchors, 2)
+        require_int("n_views", n_views, 2)
         self.n_anchors = n_anchors
         self.n_views = n_views
         self.seed = seed
@@ -104,14 +102,22 @@ class SpectrumDiagnostics(L.Callback):
                 seed=self.seed,
                 batch_transform=datamodule.augment_batch if batched else None,
             )
-            self._n_classes = int(getattr(datamodule, "num_classes", 0) or 0)
+            offers = datamodule.offers()  # None where the data provides a need, else why not
+            labelled = offers["class_labels"] is None
+            self._n_classes = int(datamodule.num_classes or 0) if labelled else 0
             if self._n_classes < 2:
                 log.info(
                     "classes/nc1, classes/nc2_* and the class tension skipped: no class labels"
                 )
-            else:
+            elif offers["training_class_labels"] is None:
                 images, labels = datamodule.training_split
                 self._image_cosines = class_mean_cosines(images, labels, self._n_classes)
+            else:  # angles (rotated MNIST) or unlabelled training images (STL-10 unlabeled)
+                log.info(
+                    "classes/tension_image_cos_spearman left out: no class labels on the "
+                    "training images (dataset.%s)",
+                    offers["training_class_labels"],
+                )
         return self._orbits
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -164,16 +170,17 @@ class SpectrumDiagnostics(L.Callback):
             names.class_metric("share_confusion_spearman"): rank_correlation(
                 result.share, confusion
             ),
-            names.class_metric("tension_image_cos_spearman"): rank_correlation(
-                result.tension, self._image_cosines
-            ),
         }
         panels = {
             "mean tension T (ORL), projector": result.tension,
             "softmax share of negatives (ORL logits)": result.share,
             "kNN confusion (leave-one-out, encoder)": confusion,
-            "cosine of class-mean training images": self._image_cosines,
         }
+        if self._image_cosines is not None:  # class labels on the training images
+            metrics[names.class_metric("tension_image_cos_spearman")] = rank_correlation(
+                result.tension, self._image_cosines
+            )
+            panels["cosine of class-mean training images"] = self._image_cosines
         step = trainer.global_step
         rho = metrics[names.class_metric("tension_confusion_spearman")]
         title = (

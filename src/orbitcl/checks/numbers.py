@@ -9,6 +9,11 @@ written with ``not`` also rejects NaN, which compares false with everything.
 from numbers import Real
 
 
+def is_number(value: object) -> bool:
+    """Whether `value` is a real number that is not a bool (a metric's value, say)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
 def require_int(name: str, value: object, minimum: int) -> None:
     """Raises ValueError naming `name` unless `value` is an integer >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

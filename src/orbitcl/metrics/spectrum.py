@@ -24,6 +24,8 @@ on the CPU: a validation-time diagnostic, not a hot path.
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_int
+
 RANKME_EPS = 1e-7  # Garrido et al. 2023
 LIDAR_DELTA = 1e-4  # Thilak et al. 2024: Sigma_w's ridge
 LIDAR_EPS = 1e-8  # Thilak et al. 2024: in the entropy
@@ -77,8 +79,7 @@ def power_law_exponent(
     spectrum: Tensor, start: int = 1, end: int | None = None, floor: float = ALPHA_FLOOR
 ) -> float:
     """``alpha_req``'s fit on a given descending spectrum (n,)."""
-    if isinstance(start, bool) or not isinstance(start, int) or start < 1:
-        raise ValueError(f"start={start!r} is invalid: must be an integer >= 1 (a 1-based rank)")
+    require_int("start", start, 1)  # a 1-based rank
     lam = spectrum.double()
     usable = int((lam > floor * lam[0]).sum()) if lam[0] > 0 else 0
     end = usable if end is None else min(end, usable)

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from scipy.optimize import linprog
 
 from orbitcl.callbacks.names import ALIGNMENT, UNIFORMITY
+from orbitcl.checks.numbers import is_number
 from orbitcl.experiments.report.summary import LEVEL
 
 ON, BELOW, ABOVE, BEYOND, UNRESOLVED = "on", "below", "above", "beyond", "not resolved"
@@ -87,7 +88,7 @@ def plane(
     if not lines:
         return None
     for points in lines.values():
-        points.sort(key=lambda p: (p.x is None, p.x if _is_number(p.x) else str(p.x)))
+        points.sort(key=lambda p: (p.x is None, p.x if is_number(p.x) else str(p.x)))
     placements = []
     has_curve = compare in line_keys and any(s[compare] == curve for s in settings.values())
     if has_curve:
@@ -107,10 +108,6 @@ def setting_label(setting: dict) -> str:
     if len(setting) == 1:
         return str(next(iter(setting.values())))
     return ", ".join(f"{k}={v}" for k, v in setting.items())
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def place(line: str, point: Point, curve: Sequence[Point]) -> Placement:
@@ -210,7 +207,7 @@ def plane_figure(result: Plane, x: str, replicate: str) -> Figure:
         for p in points:
             if p.x is not None:
                 ax.annotate(
-                    f"{p.x:g}" if _is_number(p.x) else str(p.x),
+                    f"{p.x:g}" if is_number(p.x) else str(p.x),
                     (p.uniformity, p.alignment),
                     textcoords="offset points",
                     xytext=(4, 4),

@@ -10,6 +10,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from orbitcl.checks.numbers import is_number
 from orbitcl.experiments.report import cka
 from orbitcl.experiments.report import study as study_part
 from orbitcl.experiments.report.claims import check_comparison, parse_study
@@ -51,7 +52,7 @@ def plot_metric(
     line_keys = [] if search else [key for key in keys if key not in (x, replicate)]
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for row in summary:
-        if not _is_number(row.get(x)) or not math.isfinite(row[metric]):
+        if not is_number(row.get(x)) or not math.isfinite(row[metric]):
             continue
         label = ", ".join(f"{key}={row[key]}" for key in line_keys) or metric
         lines.setdefault(label, []).append((row[x], row[metric], row[f"{metric} ci95"]))
@@ -79,10 +80,6 @@ def plot_metric(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def build_report(
@@ -157,7 +154,7 @@ def _csv_value(value: Any) -> Any:
 def _cell(value: Any, fmt: str = ".4f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return format(value, fmt) if _is_number(value) and not isinstance(value, int) else str(value)
+    return format(value, fmt) if is_number(value) and not isinstance(value, int) else str(value)
 
 
 def _table(header: list[str], lines: list[list[str]], numeric_from: int) -> list[str]:
