@@ -21,11 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from timing import mnist_training_parts, seconds
 
-from orbitcl import CONF_DIR
 from orbitcl.metrics import similarity
 from orbitcl.metrics.orbits import embed, sample_orbits
 
@@ -35,22 +32,8 @@ TARGET = 0.03
 N_IMAGES, EVERY_N_STEPS, STEPS_PER_EPOCH = 5000, 50, 234  # 60,000 / 256
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", ["dataset=mnist", "dataset.num_workers=0"])
-    dm = instantiate(cfg.dataset)
-    dm.setup("fit")
-    encoder = instantiate(cfg.model.encoder)
-    projector = instantiate(cfg.model.projector, in_dim=encoder.out_dim)
-    loss_fn = instantiate(cfg.loss)
-    params = [*encoder.parameters(), *projector.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    cfg, dm, encoder, projector, loss_fn, optimizer = mnist_training_parts()
     bank = dm.val_dataloader()[0].dataset
     pairs = None
 

@@ -24,10 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-
-from orbitcl import CONF_DIR
+from timing import mnist_training_parts, seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
@@ -40,21 +38,8 @@ class Module(SimpleNamespace):
         self.logged[name] = value
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", ["dataset=mnist", "dataset.num_workers=0"])
-    dm = instantiate(cfg.dataset)
-    dm.setup("fit")
-    encoder = instantiate(cfg.model.encoder)
-    projector = instantiate(cfg.model.projector, in_dim=encoder.out_dim)
-    loss_fn = instantiate(cfg.loss)
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *projector.parameters()], lr=1e-3)
+    cfg, dm, encoder, projector, loss_fn, optimizer = mnist_training_parts()
     callback = instantiate(cfg.callbacks.spectrum)
     module = Module(encoder=encoder, projector=projector, logged={})
     with tempfile.TemporaryDirectory() as out:

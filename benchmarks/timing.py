@@ -72,3 +72,29 @@ def report(
         + (f"  [{detail}]" if detail else "")
     )
     return holds
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one call, in seconds."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def mnist_training_parts():
+    """The default MNIST run's parts, built from its config as `orbitcl.train` builds them:
+    (cfg, datamodule set up for fit, encoder, projector, loss, AdamW over both)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from orbitcl import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", ["dataset=mnist", "dataset.num_workers=0"])
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    encoder = instantiate(cfg.model.encoder)
+    projector = instantiate(cfg.model.projector, in_dim=encoder.out_dim)
+    loss_fn = instantiate(cfg.loss)
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *projector.parameters()], lr=1e-3)
+    return cfg, datamodule, encoder, projector, loss_fn, optimizer

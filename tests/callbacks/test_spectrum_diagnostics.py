@@ -3,10 +3,9 @@ for both spaces, draws the collapse picture with one column per validation and t
 heatmap, and without class labels skips only the label parts, saying so."""
 
 import logging
-from types import SimpleNamespace
 
 import pytest
-import torch
+from helpers.callback_harness import digits_harness
 
 from orbitcl.callbacks import SpectrumDiagnostics, names
 from orbitcl.data import DigitsDataModule
@@ -16,27 +15,8 @@ CLASSES = ["nc1", "nc2_equinorm", "nc2_equiangularity"]
 TENSION = ["tension_confusion_spearman", "share_confusion_spearman", "tension_image_cos_spearman"]
 
 
-class Recorder(SimpleNamespace):
-    """A LightningModule's part the callback uses: encoder, projector and `log`."""
-
-    def log(self, name, value, **kwargs):
-        self.logged[name] = value
-
-
 def setup(tmp_path, datamodule):
-    datamodule.setup("fit")
-    torch.manual_seed(0)
-    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16))
-    module = Recorder(encoder=encoder, projector=torch.nn.Linear(16, 8), logged={})
-    trainer = SimpleNamespace(
-        sanity_checking=False,
-        is_global_zero=True,
-        global_step=3,
-        default_root_dir=str(tmp_path),
-        loggers=[],
-        datamodule=datamodule,
-    )
-    return trainer, module
+    return digits_harness(tmp_path, datamodule, global_step=3)
 
 
 def test_callback_logs_every_metric_and_draws_both_plots(tmp_path):

@@ -4,11 +4,11 @@ SupCon optimum's size correlation); the callback's size correlation under imbala
 
 import itertools
 import statistics
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.callback_harness import digits_harness
 from scipy import stats
 
 from orbitcl.callbacks import ClassGeometry
@@ -127,29 +127,11 @@ def test_size_correlation_sign_on_imbalanced_supcon_optimum():
     assert size_correlation(-cosines, torch.tensor(counts)) > 0.8
 
 
-class Recorder(SimpleNamespace):
-    """A LightningModule's part the callback uses: encoder, projector and `log`."""
-
-    def log(self, name, value, **kwargs):
-        self.logged[name] = value
-
-
 @pytest.mark.parametrize("class_counts,logged", [(None, True), ([60] * 10, False)])
 def test_callback_logs_size_correlation_only_for_unequal_counts(class_counts, logged, tmp_path):
     # digits' training split has 141 to 146 images per class: unequal
     datamodule = DigitsDataModule(num_workers=0, class_counts=class_counts)
-    datamodule.setup("fit")
-    torch.manual_seed(0)
-    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16))
-    module = Recorder(encoder=encoder, projector=torch.nn.Linear(16, 8), logged={})
-    trainer = SimpleNamespace(
-        sanity_checking=False,
-        is_global_zero=True,
-        global_step=7,
-        default_root_dir=str(tmp_path),
-        loggers=[],
-        datamodule=datamodule,
-    )
+    trainer, module = digits_harness(tmp_path, datamodule, global_step=7)
     callback = ClassGeometry(n_per_class=20)
     callback.on_validation_epoch_end(trainer, module)
     assert ("classes/size_correlation" in module.logged) == logged

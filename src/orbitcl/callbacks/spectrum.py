@@ -3,6 +3,7 @@ and the projector's embeddings of fixed orbits at each validation; with class la
 collapse and the tension between classes (docs/representation.md)."""
 
 import logging
+import math
 
 import lightning as L
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
 from orbitcl.callbacks.requirements import DataNeeds
-from orbitcl.checks.numbers import require_int
+from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.data.stats import class_mean_cosines
 from orbitcl.metrics import spectrum
 from orbitcl.metrics.class_geometry import nc1, nc2
@@ -67,6 +68,10 @@ class SpectrumDiagnostics(L.Callback):
         super().__init__()
         require_int("n_anchors", n_anchors, 2)
         require_int("n_views", n_views, 2)
+        require_int("knn_k", knn_k, 1)
+        require_in("temperature", temperature, 0, math.inf, "()")  # ORL's, for the tension
+        require_in("t_min", t_min, 0, 1, "(]")
+        require_in("knn_temperature", knn_temperature, 0, math.inf, "()")
         self.n_anchors = n_anchors
         self.n_views = n_views
         self.seed = seed
