@@ -141,7 +141,7 @@ class MoCoLoss(Loss):
     queue, so the mean of the ranks' losses is the global batch's.
     """
 
-    needs = Needs(momentum_keys=True)
+    needs = Needs(momentum_keys=True, key_queue=True)
 
     def __init__(
         self,
