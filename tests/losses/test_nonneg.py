@@ -2,6 +2,7 @@
 float64 references written from the papers' formulas (values and gradients), and against
 lightly's losses, schedule conventions named and shown to explain the whole gap."""
 
+import copy
 import itertools
 import math
 
@@ -218,3 +219,30 @@ def test_invalid_shapes_are_named():
     with pytest.raises(ValueError, match="margin=-1 is invalid"):
         lifted_structured(*views(3, 2), margin=-1)
     assert math.isfinite(float(lifted_structured(*views(3, 2)).detach()))
+
+
+def test_byol_cosine_schedule_and_ema_match_lightly():
+    from lightly.models.utils import update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    from orbitcl.training.momentum import MomentumEncoder, cosine_momentum
+
+    total = 10
+    assert cosine_momentum(0.996, 0, total) == pytest.approx(0.996, abs=1e-15)
+    assert cosine_momentum(0.996, total, total) == 1.0
+    for k in range(total):  # the whole difference: lightly divides by max_steps - 1
+        assert cosine_momentum(0.996, k, total) == pytest.approx(
+            cosine_schedule(k, total + 1, 0.996, 1.0), abs=1e-15
+        )
+    online = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)).double()
+    ema = MomentumEncoder(online[0], online[1], momentum=cosine_momentum(0.996, 3, total))
+    theirs = torch.nn.Sequential(ema.encoder, ema.projector)
+
+    theirs = copy.deepcopy(theirs)
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(1.0)
+    ema.update(online[0], online[1])
+    update_momentum(online, theirs, m=cosine_momentum(0.996, 3, total))
+    for a, b in zip(ema.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
