@@ -20,7 +20,7 @@ LOSSES += ["orl_detached", "orl_mean_tension", "orl_shuffled_tension"]  # ORL's 
 LOSSES += ["debiased", "hard_negative", "triplet", "margin"]
 LOSSES += ["moco", "moco_orl"]  # a queue of momentum-encoder keys
 LOSSES += ["soft_supcon", "xclr"]  # weighted InfoNCE; X-CLR with its class_means similarity
-LOSSES += ["vicreg"]  # no negatives: batch statistics
+LOSSES += ["vicreg", "barlow_twins", "npair", "lifted"]  # no negatives; pair-loss relatives
 
 
 def test_every_loss_trains_through_the_command_line(tmp_path):
