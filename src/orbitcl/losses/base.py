@@ -24,8 +24,13 @@ class Needs:
     # training images of the classes (X-CLR's class_similarity="class_means")
     class_similarity: bool = False
     # forward(z_a, z_b, k_a, k_b): the keys of the same views from EMA copies of encoder and
-    # projector (with `momentum`), and enqueue(keys) once the step's loss is known to be finite
+    # projector (with `momentum` and, if it has one, `momentum_schedule`)
     momentum_keys: bool = False
+    key_queue: bool = False  # with momentum_keys: enqueue(keys) after a finite step (MoCo)
+    # forward(p_a, p_b, t_a, t_b): a predictor's outputs of the projections of each view
+    # (built from `model.predictor`) and the targets: the momentum keys with momentum_keys
+    # (BYOL), else the projections themselves (SimSiam)
+    predictor: bool = False
     train_set_size: bool = False  # the attribute, set to the number of training images
 
 

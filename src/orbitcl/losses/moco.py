@@ -149,7 +149,7 @@ class MoCoLoss(Loss):
     )
     formula: ClassVar[str] = "orbitcl.losses.moco.moco"
 
-    needs = Needs(momentum_keys=True)
+    needs = Needs(momentum_keys=True, key_queue=True)
 
     def __init__(
         self,

@@ -1,6 +1,7 @@
 """MoCo's momentum (key) encoder: EMA copies of the encoder and projector that embed the keys."""
 
 import copy
+import math
 
 import torch
 from torch import Tensor, nn
@@ -42,3 +43,14 @@ class MomentumEncoder(nn.Module):
         ema = [*self.encoder.parameters(), *self.projector.parameters()]
         for p_k, p_q in zip(ema, online, strict=True):
             p_k.mul_(self.momentum).add_(p_q.detach(), alpha=1 - self.momentum)
+
+
+def cosine_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL's EMA rate at optimiser step k of K (Grill et al. 2020, Sec. 3.2):
+    ``tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2``, from ``base`` at k = 0 to 1 at k = K.
+    lightly's ``cosine_schedule(step, max_steps, ...)`` divides by ``max_steps - 1``: this is
+    lightly's at ``(k, K + 1)``."""
+    if not 0 <= base < 1:
+        raise ValueError(f"momentum={base} is invalid: must be in [0, 1)")
+    progress = min(max(step, 0), total_steps) / max(total_steps, 1)
+    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2

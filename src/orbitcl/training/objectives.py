@@ -86,6 +86,11 @@ def objective_for(
     Only the main loss may need momentum keys: one momentum encoder serves one queue.
     """
     needs = needs_of(loss)
+    if needs.predictor:  # SimSiam, BYOL: their predictor is not built by the training step yet
+        raise ValueError(
+            f"{field}={loss.__class__.__name__} is invalid: losses that need a predictor "
+            "(SimSiam, BYOL) are not served by the training step yet"
+        )
     if not needs.momentum_keys:
         return Objective(needs)
     if field != "loss":
