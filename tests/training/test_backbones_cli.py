@@ -20,9 +20,9 @@ from helpers.train_cli import SMOKE, _environment
 from orbitcl import evaluate, export
 from orbitcl.experiments.runs import load_run
 
-# The smoke run (3 steps, callbacks off) with tiny batches: kNN on 2 batches of 8 images.
+# The smoke run (3 steps, callbacks off, CSV logger) with tiny batches: kNN on 1 batch of 8 images.
 CHEAP = [*SMOKE[1:], "dataset.batch_size=4", "dataset.eval_batch_size=8"]
-CHEAP += ["callbacks.online_linear=null"]
+CHEAP += ["callbacks.online_linear=null", "trainer.limit_val_batches=1"]
 RUNS = {
     "vit_tiny_cifar": ["model=vit_tiny_cifar", "dataset=cifar10"],
     "resnet50": ["model=resnet50", "dataset=image_folder", "dataset.image_size=96"],
