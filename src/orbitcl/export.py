@@ -8,9 +8,12 @@ with
     encoder = hydra.utils.instantiate(json.load(open("encoder.json"))["encoder"])
     encoder.load_state_dict(torch.load("encoder.pt", weights_only=True))
 
-For the CIFAR ResNet-18, the JSON's `torchvision_resnet18` holds the code that loads the weights
-into torchvision's `resnet18` (whose stem differs). The run is loaded with
-`orbitcl.experiments.runs.load_run`, as `orbitcl.evaluate` loads it.
+For a timm or torchvision encoder (`model=timm`, `model=torchvision` and their presets, the CIFAR
+ResNet-18 among them), the state dict is the library model's own (no `net.` prefix) and the JSON's
+`rebuild` is the library call that rebuilds it: `timm.create_model` or the torchvision builder,
+its arguments, and the lines that edit its result (the classifier removed, a CIFAR stem); its
+`load` lines rebuild the model with the library alone and load the state dict with strict=True.
+The run is loaded with `orbitcl.experiments.runs.load_run`, as `orbitcl.evaluate` loads it.
 """
 
 import argparse
@@ -22,13 +25,16 @@ import torch
 from omegaconf import OmegaConf
 
 from orbitcl.experiments.runs import TrainedRun, load_run
+from orbitcl.models import LibraryEncoder
 
 
 def export_encoder(run: TrainedRun, out: Path) -> Path:
     """Writes the encoder's state dict to `out` and its description to `out` with `.json`;
     returns the JSON's path."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu() for key, value in run.encoder.state_dict().items()}
+    library = isinstance(run.encoder, LibraryEncoder)
+    model = run.encoder.net if library else run.encoder
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     torch.save(state, out)
     dataset = run.cfg.dataset
     description = {
@@ -50,8 +56,9 @@ def export_encoder(run: TrainedRun, out: Path) -> Path:
             f"encoder.load_state_dict(torch.load({out.name!r}, weights_only=True))",
         ],
     }
-    if hasattr(run.encoder, "torchvision_recipe"):  # the CIFAR ResNet-18
-        description["torchvision_resnet18"] = run.encoder.torchvision_recipe(out.name).splitlines()
+    if library:  # timm or torchvision: rebuilt by the library's own call
+        description["rebuild"] = run.encoder.recipe()
+        description["load"] = run.encoder.recipe_code(out.name)
     path = out.with_suffix(".json")
     path.write_text(json.dumps(description, indent=2) + "\n")
     return path

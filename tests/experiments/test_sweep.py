@@ -140,7 +140,7 @@ def test_issue_acceptance_sweep(tmp_path):
     "preset,dataset,encoder,batch_size,epochs",
     [
         ("orl_mnist", "MNISTDataModule", "ConvEncoder", 256, 20),
-        ("orl_cifar10", "CIFAR10DataModule", "ResNet18CIFAR", 512, 1000),
+        ("orl_cifar10", "CIFAR10DataModule", "TorchvisionEncoder", 512, 1000),
     ],
 )
 def test_presets_set_the_write_up_setup_and_yield_to_the_command_line(

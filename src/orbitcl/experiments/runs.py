@@ -63,6 +63,12 @@ def run_name(run_dir: Path, cfg: DictConfig) -> str:
 BUILT = ("model.encoder", "model.projector", "dataset")
 
 
+def _no_download(node: DictConfig) -> dict:
+    """Overrides that keep a timm or torchvision encoder from fetching pretrained weights: the
+    checkpoint's weights replace them, and loading a run must work offline."""
+    return {key: off for key, off in (("pretrained", False), ("weights", None)) if key in node}
+
+
 def load_run(
     path: str | Path, device: str | torch.device = "cpu", allow: Iterable[str] = ()
 ) -> TrainedRun:
@@ -82,7 +88,7 @@ def load_run(
     cfg = OmegaConf.load(config_file)
     for field in BUILT:
         check_targets(OmegaConf.select(cfg, field), field, str(config_file), allow)
-    encoder = build("model.encoder", cfg.model.encoder)
+    encoder = build("model.encoder", cfg.model.encoder, **_no_download(cfg.model.encoder))
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
     datamodule = build("dataset", cfg.dataset)
 

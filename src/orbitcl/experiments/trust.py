@@ -5,9 +5,12 @@
 runs that pickle's code. Before anything of a run is built (`experiments.runs.load_run`, and so
 `orbitcl.evaluate`, `orbitcl.analyze` and the notebook), every target in the nodes to be built is
 checked against an allow-list: orbitcl's own classes, `torch.nn` modules, torchvision transforms
-and models, and the prefixes a user allows explicitly (`--allow-target PREFIX` or
+and models (its model classes and registered builders, by name), `timm.create_model`, and the
+prefixes a user allows explicitly (`--allow-target PREFIX` or
 `ORBITCL_ALLOW_TARGETS=PREFIX,PREFIX`). Only the module path of an allowed prefix is imported to
-check what it names. Training from a command line the user typed keeps full Hydra.
+check what it names. Arguments that make a library read a file the config names
+(`models.library.FILE_ARGUMENTS`, e.g. timm's `checkpoint_path`) are refused in any node. Training
+from a command line the user typed keeps full Hydra.
 """
 
 import importlib
@@ -26,6 +29,7 @@ BUILT_IN = (
     ("torch.nn.", "a torch.nn module", lambda obj: _is_module_class(obj)),
     ("torchvision.transforms.", "a torchvision transform", inspect.isclass),
     ("torchvision.models.", "a torchvision model", lambda obj: _is_model(obj)),
+    ("timm.", "timm.create_model", lambda obj: _is_timm_create_model(obj)),
 )
 
 
@@ -44,6 +48,11 @@ def check_targets(node: Any, field: str, source: str, extra: Iterable[str] = ())
     from `source`) is allowed. Nothing is built and no module outside the allow-list is imported.
     """
     user = allowed_prefixes(extra)
+    for path, _ in _file_arguments(node, field):
+        raise UntrustedTargetError(
+            f"{path} in {source} is not allowed: it makes a library load the file it names "
+            "(a pickle runs code). Weights come from the run's checkpoint."
+        )
     for path, target in _targets(node, field):
         if not isinstance(target, str):
             raise UntrustedTargetError(f"{path}={target!r} in {source} is invalid: not a name")
@@ -53,9 +62,9 @@ def check_targets(node: Any, field: str, source: str, extra: Iterable[str] = ())
         if reason is not None:
             raise UntrustedTargetError(
                 f"{path}={target} in {source} is not allowed: {reason}. A run directory from "
-                "elsewhere may build only orbitcl's classes, torch.nn modules and torchvision "
-                f"transforms and models. If you trust it, allow the target with --allow-target "
-                f"{target} (or {ALLOW_VARIABLE}={target})."
+                "elsewhere may build only orbitcl's classes, torch.nn modules, torchvision "
+                "transforms and models, and timm.create_model. If you trust it, allow the target "
+                f"with --allow-target {target} (or {ALLOW_VARIABLE}={target})."
             )
 
 
@@ -71,6 +80,21 @@ def _targets(node: Any, path: str):
     elif isinstance(node, ListConfig | list | tuple):
         for i, value in enumerate(node):
             yield from _targets(value, f"{path}[{i}]")
+
+
+def _file_arguments(node: Any, path: str):
+    """(path, key) of every key in `node` that names a file for a library to load."""
+    from orbitcl.models.library import FILE_ARGUMENTS
+
+    if isinstance(node, DictConfig | dict):
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if key in FILE_ARGUMENTS:
+                yield child, key
+            yield from _file_arguments(value, child)
+    elif isinstance(node, ListConfig | list | tuple):
+        for i, value in enumerate(node):
+            yield from _file_arguments(value, f"{path}[{i}]")
 
 
 def _built_in_refusal(target: str) -> str | None:
@@ -116,6 +140,13 @@ def _is_model(obj: Any) -> bool:
     return _is_module_class(obj) or (
         inspect.isfunction(obj) and obj.__name__ in torchvision.models.list_models()
     )
+
+
+def _is_timm_create_model(obj: Any) -> bool:
+    """timm's `create_model` and nothing else of timm (which also has loaders of files)."""
+    import timm
+
+    return obj is timm.create_model
 
 
 def add_allow_target(parser) -> None:

@@ -3,8 +3,9 @@
 from collections.abc import Sequence
 
 import torch
-import torchvision
 from torch import nn
+
+from orbitcl.models.torchvision_encoder import TorchvisionEncoder
 
 
 class ConvEncoder(nn.Module):
@@ -44,37 +45,14 @@ class ConvEncoder(nn.Module):
         return self.features(x)
 
 
-class ResNet18CIFAR(nn.Module):
-    """ResNet-18 with the CIFAR stem used by SimCLR for 32x32 images.
+class ResNet18CIFAR(TorchvisionEncoder):
+    """ResNet-18 with the CIFAR stem used by SimCLR for 32x32 images: `TorchvisionEncoder` with
+    `name=resnet18, cifar_stem=True` (what `model=resnet18_cifar` now builds).
 
-    The ImageNet stem (7x7 stride-2 conv + max-pool) would shrink a 32x32 image to 8x8 before the
-    first block; the CIFAR stem is a 3x3 stride-1 conv and no max-pool.
+    Kept for run directories written before the timm and torchvision encoders, whose configs
+    name this class: its state dict keys (`net.*`) and architecture are those of
+    `TorchvisionEncoder("resnet18", cifar_stem=True)`, so their checkpoints load into either.
     """
 
     def __init__(self, in_channels: int = 3):
-        super().__init__()
-        net = torchvision.models.resnet18(weights=None)
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-        self.out_dim = net.fc.in_features  # 512
-        net.fc = nn.Identity()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, C, 32, 32) -> (B, 512)
-        return self.net(x)
-
-    def torchvision_recipe(self, path: str) -> str:
-        """Python code that loads this encoder's state dict, saved at `path` (`orbitcl.export`),
-        into torchvision's `resnet18`: its keys lose the `net.` prefix, and the stem is replaced
-        by this one, which torchvision's 7x7 stride-2 conv and max-pool cannot hold."""
-        return (
-            "import torch, torchvision\n"
-            "resnet = torchvision.models.resnet18(weights=None)\n"
-            f"resnet.conv1 = torch.nn.Conv2d({self.net.conv1.in_channels}, 64, kernel_size=3, "
-            "stride=1, padding=1, bias=False)\n"
-            "resnet.maxpool = torch.nn.Identity()\n"
-            "resnet.fc = torch.nn.Identity()  # features (N, 512); trained without a classifier\n"
-            f"state = torch.load({path!r}, weights_only=True)\n"
-            'resnet.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})\n'
-        )
+        super().__init__("resnet18", in_channels=in_channels, cifar_stem=True)
