@@ -1,0 +1,1 @@
+"""Collectives across DDP processes."""
