@@ -16,6 +16,7 @@ from orbitcl.parallel.collectives import any_rank
 from orbitcl.training.nonfinite import NonFiniteLossError, NonFiniteRecord
 from orbitcl.training.objectives import gathering, needs_of, objective_for, pairs_of
 from orbitcl.training.optimizers import check_lr_scaling, scaled_lr
+from orbitcl.training.projection import project
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class ContrastiveModule(L.LightningModule):
         self._pairs = pairs_of(len(views))
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
         features = self.encoder(torch.cat(views))  # (V*B, e)
-        zs = self.projector(features).chunk(len(views))  # V x (B, d)
+        zs = project(self.projector, features).chunk(len(views))  # V x (B, d)
         main = self.objective(self.loss, zs, views, labels)  # (P,): one per pair of views
         aux = {
             name: self.aux_objectives[name](term, zs, views, labels)
