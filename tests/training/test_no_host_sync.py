@@ -41,6 +41,7 @@ SYNCING = {
 # (index_put) come from a nonzero on the device.
 INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 SOURCE = str(Path(orbitcl.__file__).parent)
+TORCH = str(Path(torch.__file__).parent)
 
 
 def _bool_indexed(func, args) -> bool:
@@ -51,9 +52,17 @@ def _bool_indexed(func, args) -> bool:
 
 
 def _caller() -> str:
-    """The innermost frame in orbitcl's sources, or the innermost frame if none."""
-    frames = [f for f in traceback.extract_stack() if f.filename.startswith(SOURCE)]
-    frame = frames[-1] if frames else traceback.extract_stack()[-4]
+    """The innermost frame in orbitcl's sources, else the innermost outside torch and this
+    recorder."""
+    stack = traceback.extract_stack()[:-1]
+    frames = [f for f in stack if f.filename.startswith(SOURCE)]
+    if not frames:
+        frames = [
+            f
+            for f in stack
+            if not f.filename.startswith(TORCH) and f.name not in ("__torch_dispatch__", "_caller")
+        ]
+    frame = frames[-1]
     return f"{frame.filename.removeprefix(SOURCE + '/')}:{frame.lineno} ({frame.name})"
 
 

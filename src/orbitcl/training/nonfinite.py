@@ -77,7 +77,8 @@ class NonFiniteRecord:
         current = {
             "where": where,
             "pair": pair,
-            "term": terms.detach()[pair].float(),
+            # index_select, not [pair]: a 0-dim index tensor is read on the host
+            "term": terms.detach().index_select(0, pair.view(1)).squeeze(0).float(),
             "zs": torch.stack([z.detach() for z in zs]).float(),
         }
         for name, value in current.items():
