@@ -16,7 +16,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import orbitcl
 from orbitcl.data import DigitsDataModule
-from orbitcl.losses import NTXentLoss, ORLLoss
+from orbitcl.losses import (
+    MoCoLoss,
+    NTXentLoss,
+    ORLLoss,
+    ORLMeanTensionLoss,
+    ORLShuffledTensionLoss,
+    SoftSupConLoss,
+    SupConLoss,
+)
 from orbitcl.models import ConvEncoder, MLPProjector
 from orbitcl.training.module import ContrastiveModule
 
@@ -125,10 +133,28 @@ def syncs_of_training(loss: torch.nn.Module, steps: int = 3) -> list[tuple[str, 
 LOSSES = {
     "ntxent": lambda: NTXentLoss(0.5),
     "orl_eager": lambda: ORLLoss(0.5, backend="eager"),
+    "moco": lambda: MoCoLoss(16, 0.2, queue_size=256, momentum=0.99),
+    "orl_mean_tension": lambda: ORLMeanTensionLoss(0.5),
+    "orl_shuffled_tension": lambda: ORLShuffledTensionLoss(0.5),
+    "supcon": lambda: SupConLoss(0.1),
+    "soft_supcon": lambda: SoftSupConLoss(0.1, 0.1),
+}
+# What is left: each is a strict xfail, so the test fails once it is fixed and must be updated.
+LEFT = {
+    name: "torch.unique in weight_forms.class_indices, int() in kernels/targets.py"
+    for name in ("supcon", "soft_supcon")
 }
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LEFT[name]))
+        if name in LEFT
+        else name
+        for name in LOSSES
+    ],
+)
 def test_training_step_has_no_host_sync(name):
     seen = syncs_of_training(LOSSES[name]())
     report = "\n".join(sorted({f"  {op} from {caller}" for op, caller in seen}))
