@@ -27,8 +27,22 @@ class NaNAtStep(nn.Module):
         return loss * float("nan") if self.calls == self.bad_step + 1 else loss
 
 
+class RecordWeights(L.Callback):
+    """The flattened weights after every training step."""
+
+    def __init__(self):
+        self.after_step: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.after_step.append(nn.utils.parameters_to_vector(pl_module.parameters()).detach())
+
+
+weights = RecordWeights()
+
+
 def fit(tmp_path, on_nonfinite_loss, bad_step=3, steps=5):
     torch.manual_seed(0)
+    weights.after_step = []
     encoder = ConvEncoder(widths=(8, 16))
     module = ContrastiveModule(
         encoder,
@@ -40,7 +54,7 @@ def fit(tmp_path, on_nonfinite_loss, bad_step=3, steps=5):
     checkpoint = ModelCheckpoint(tmp_path, every_n_train_steps=1, save_last=True)
     trainer = L.Trainer(
         max_steps=steps,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, weights],
         logger=False,
         enable_progress_bar=False,
         limit_val_batches=0,
@@ -59,16 +73,20 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "NaNAtStep on views (0, 1) = nan" in message
     for stat in ("norms in [", "cosine in [", "tension in ["):
         assert stat in message
+    # Decided on the device: the bad step's gradients were zeroed, so plain SGD left the weights
+    # as the three good steps made them; the host read the flag at the epoch's end.
+    assert torch.equal(weights.after_step[3], weights.after_step[2])
+    assert not torch.equal(weights.after_step[2], weights.after_step[1])
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 3  # the three good steps, not the bad one
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
 
 
 def test_skip_counts_and_trains_on(tmp_path):
     module, trainer = fit(tmp_path, "skip")
     assert module.skipped_batches == 1
-    # Lightning still counts the skipped batch as a step (its optimiser step has no gradients).
+    # Lightning still counts the skipped batch as a step (its gradients are zeroed).
     assert trainer.global_step == module.loss.calls == 5
+    assert torch.equal(weights.after_step[3], weights.after_step[2])
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 

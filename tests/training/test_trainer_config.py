@@ -50,3 +50,13 @@ def test_a_mistyped_trainer_argument_fails_first_and_suggests_the_closest(tmp_pa
     assert "trainer.limit_train_batchez is not a Lightning Trainer argument" in result.stderr
     assert "did you mean trainer.limit_train_batches?" in result.stderr
     assert not run_dir.exists()
+
+
+def test_the_gpu_preset_composes_one_gpu_in_bf16(train_config):
+    cfg = train_config("trainer=gpu", "model.channels_last=true")
+    assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("gpu", 1)
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.strategy == "auto"  # one process, not DDP
+    assert cfg.model.channels_last is True  # documented beside it: a model key
+    # Built, it is a Trainer argument list Lightning accepts (checked without a GPU).
+    assert set(cfg.trainer) - {"_target_"} <= trainer_arguments()

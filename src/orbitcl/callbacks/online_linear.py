@@ -87,22 +87,30 @@ class OnlineLinearClassifier(L.Callback):
             self._restored = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.classifier is None or outputs is None:  # None: a skipped non-finite batch
+        if self.classifier is None:
             return
         views = outputs["features"]  # V x (B, e), detached
         labels = batch[1].repeat(len(views))  # (V*B,): each view has its image's label
+        # A non-finite step (the flag every rank agreed on) trains it on no image: labels -1.
+        labels = labels.masked_fill(~outputs["finite"], -1)
         reduce = functools.partial(trainer.strategy.reduce, reduce_op="sum")
         self.train_step(torch.cat(views), labels, reduce)
 
     def train_step(
         self, features: Tensor, labels: Tensor, all_sum: Callable[[Tensor], Tensor]
     ) -> None:
-        """One optimiser step on features (n, e), labels (n,); `all_sum` sums a tensor over the
-        ranks (the identity in one process)."""
-        labelled = labels >= 0
+        """One optimiser step on features (n, e), labels (n,) (-1: no label, trains nothing);
+        `all_sum` sums a tensor over the ranks (the identity in one process).
+
+        No host sync: unlabelled rows are zeroed and weighted 0 rather than indexed out (a
+        boolean index waits for the device), and a step with no labelled image anywhere takes
+        a zero gradient rather than being skipped on the host."""
+        labelled = labels >= 0  # (n,)
+        features = features.float().masked_fill(~labelled[:, None], 0.0)  # NaN-free
         with torch.enable_grad():
-            logits = self.classifier(features[labelled].float())
-            loss = F.cross_entropy(logits, labels[labelled], reduction="sum")
+            logits = self.classifier(features)
+            losses = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")  # (n,)
+            loss = torch.where(labelled, losses, 0.0).sum()
             self.optimizer.zero_grad()
             loss.backward()
         parameters = list(self.classifier.parameters())
@@ -113,14 +121,13 @@ class OnlineLinearClassifier(L.Callback):
                 + [labelled.sum().reshape(1).to(parameters[0].grad.dtype)]
             )
         )
-        count = int(summed[-1])
-        if count == 0:
-            return
+        count = summed[-1]  # () on the device
         gradients = summed[:-1].split([p.numel() for p in parameters])
         for parameter, gradient in zip(parameters, gradients, strict=True):
-            parameter.grad.copy_(gradient.view_as(parameter) / count)  # the global batch's mean
+            # The global batch's mean; 0 when no rank had a labelled image.
+            parameter.grad.copy_(gradient.view_as(parameter) / count.clamp(min=1))
         self.optimizer.step()
-        self.labelled_seen += count
+        self.labelled_seen = self.labelled_seen + count.to(torch.int64)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._predictions = []
@@ -153,7 +160,7 @@ class OnlineLinearClassifier(L.Callback):
         return {
             "classifier": self.classifier.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "labelled_seen": self.labelled_seen,
+            "labelled_seen": int(self.labelled_seen),
         }
 
     def load_state_dict(self, state_dict: dict) -> None:

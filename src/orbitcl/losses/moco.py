@@ -26,6 +26,7 @@ from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.losses import kernels
 from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.functional import check_t_min, check_temperature
+from orbitcl.losses.kernels.precision import gram_ieee
 from orbitcl.parallel import collectives
 
 
@@ -37,9 +38,10 @@ def _unit(*xs: Tensor) -> list[Tensor]:
 
 
 def _matmul_t(a: Tensor, b: Tensor) -> Tensor:
-    # Autocast would run the matmul in half precision and undo the upcast of _unit.
+    # Autocast would run the matmul in half precision and undo the upcast of _unit; TF32 would
+    # make the tension built from these products noise (kernels.precision).
     with torch.autocast(a.device.type, enabled=False):
-        return a @ b.T
+        return gram_ieee(a, b)
 
 
 def _check_shapes(q: Tensor, k: Tensor, queue: Tensor) -> None:

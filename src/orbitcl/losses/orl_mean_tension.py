@@ -46,7 +46,8 @@ def orl_mean_tension(
     with torch.no_grad():  # c is a constant of the batch
         t = kernels.tension_rows(z_rows, z, gram, cols, t_min)  # (2n, 2N), finite everywhere
         chosen = kernels.negative_mask(cols, len(z), negatives)  # (2n, 2N)
-        stats = torch.stack([t[chosen].sum(), chosen.sum().to(t.dtype)])  # (2,): sum, count
+        # A product, not t[chosen]: boolean indexing sizes its output on the host.
+        stats = torch.stack([t.mul(chosen).sum(), chosen.sum().to(t.dtype)])  # (2,): sum, count
         if sum_across is not None:
             stats = sum_across(stats)
         scale = stats[0] / stats[1]  # c, a 0-dim tensor

@@ -124,23 +124,35 @@ def whole_split(
     features: torch.Tensor,
     labels: torch.Tensor,
     indices: torch.Tensor,
-    size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The features (M, D) and labels (M,) of a whole split of M samples, in dataset order, from
-    each DDP rank's share.
+    """The features (M, D) and labels (M,) of every sample that some DDP rank computed, each
+    once, in dataset order.
 
-    Under DDP a DistributedSampler gives each of the W ranks an equal share of m samples, padded
-    with repeated ones: this rank's ``features`` (m, D), ``labels`` (m,) and the sample
-    ``indices`` (m,) its sampler yielded, in loader order, gathered in rank order (W m, ...)
-    (``orbitcl.parallel.collectives.gather``). Every rank gets the bank and queries one process
-    would have, each sample once.
+    This rank's ``features`` (m, D) (or any per-sample values (m,)), ``labels`` (m,) and the
+    dataset ``indices`` (m,) of those samples: what actually ran, so that a `limit_val_batches`
+    (a count or a fraction) or ranks with different counts change nothing but which samples
+    take part. The gather (``orbitcl.parallel.collectives.gather``) needs one shape on every
+    rank: the shares are padded to the longest, the padding marked by index -1. A
+    DistributedSampler pads its shards with repeated samples; those are kept once. Every rank
+    gets what one process gets on the same samples. Runs once per validation: its host sync is
+    off the training step.
     """
+    counts = collectives.gather(indices.new_full((1,), len(indices)))  # (W,)
+    pad = int(counts.max()) - len(indices)  # host sync: the gathered shapes depend on it
+    indices = torch.cat([indices, indices.new_full((pad,), -1)])
+    features = torch.cat([features, features.new_zeros((pad, *features.shape[1:]))])
+    labels = torch.cat([labels, labels.new_zeros((pad,))])
     indices, features, labels = (
         collectives.gather(x) for x in (indices, features, labels)
     )  # (W m,), (W m, D), (W m,)
-    first = torch.full((size,), len(indices), device=indices.device)
-    first.scatter_reduce_(0, indices, torch.arange(len(indices), device=indices.device), "amin")
-    return features[first], labels[first]  # first occurrence of each sample, dataset order
+    ran = indices >= 0
+    indices, features, labels = indices[ran], features[ran], labels[ran]
+    order = indices.argsort(stable=True)
+    sorted_indices = indices[order]
+    first = torch.ones_like(sorted_indices, dtype=torch.bool)
+    first[1:] = sorted_indices[1:] != sorted_indices[:-1]  # the first copy of each sample
+    keep = order[first]
+    return features[keep], labels[keep]
 
 
 def whole_loader_split(
@@ -149,12 +161,22 @@ def whole_loader_split(
     loader: DataLoader,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`whole_split` of what this rank computed over `loader`, in loader order: features (m, D)
-    (or any per-sample values (m,)) and labels (m,) -> the whole split's, each sample once, on
-    every rank. As given in one process."""
+    (or any per-sample values (m,)) and labels (m,) -> those of every sample that ran on some
+    rank, each once, on every rank; as given in one process.
+
+    The loader is unshuffled (validation), so the m samples that ran are the first m its sampler
+    yields, however many batches `limit_val_batches` let run: their dataset indices come from
+    the sampler, and no dataset has to return them.
+    """
     if collectives.world_size() == 1:
         return features, labels
-    indices = torch.as_tensor(list(loader.sampler), device=features.device)  # (m,)
-    return whole_split(features, labels, indices, len(loader.dataset))
+    sampled = list(itertools.islice(iter(loader.sampler), len(features)))
+    if len(sampled) != len(features):
+        raise RuntimeError(
+            f"{len(features)} validation features but the loader's sampler yields {len(sampled)}"
+        )
+    indices = torch.as_tensor(sampled, device=features.device)  # (m,)
+    return whole_split(features, labels, indices)
 
 
 def leave_one_out_predict(

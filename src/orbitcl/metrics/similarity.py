@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.losses.kernels.precision import ieee_fp32
+
 KINDS = ("pos", "neg_cross", "neg_within")
 
 
@@ -61,7 +63,8 @@ def similarities(u: Tensor, v: Tensor, block: int = 1024, bins: int = 100) -> Si
     u, v = F.normalize(u.to(dtype), dim=1), F.normalize(v.to(dtype), dim=1)
     out = Similarities(torch.linspace(-1, 1, bins + 1))
     out.add("pos", (u * v).sum(1))
-    with torch.autocast(u.device.type, enabled=False):
+    # IEEE fp32 whatever the global TF32 setting: the statistics resolve cosines near 1.
+    with torch.autocast(u.device.type, enabled=False), ieee_fp32():
         for lo in range(0, len(u), block):
             hi = min(lo + block, len(u))
             for kind, x, y in (("neg_cross", u, v), ("neg_within", u, u), ("neg_within", v, v)):

@@ -76,3 +76,14 @@ class AllGather(torch.autograd.Function):
         # Out of place: autograd may hand the same buffer to other consumers.
         grad = sum_over_ranks(grad)  # (W n, ...)
         return grad[ctx.rows]  # (n, ...)
+
+
+def any_rank(flag: Tensor) -> Tensor:
+    """Whether ``flag`` (a bool tensor, any shape) is true on some rank, elementwise, the same on
+    every rank. An all-reduce on the flag's device: no host sync under NCCL, so the ranks agree
+    before anything is decided, and none waits alone in a later collective."""
+    if world_size() == 1:
+        return flag
+    agreed = flag.to(torch.int32)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return agreed.bool()

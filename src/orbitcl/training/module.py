@@ -13,9 +13,11 @@ from orbitcl.callbacks import names
 from orbitcl.callbacks.requirements import DataNeeds
 from orbitcl.losses.base import Loss
 from orbitcl.metrics.knn import knn_accuracy, whole_loader_split
-from orbitcl.training.nonfinite import NonFiniteLossError, embedding_report
+from orbitcl.parallel.collectives import any_rank
+from orbitcl.training.nonfinite import NonFiniteLossError, NonFiniteRecord
 from orbitcl.training.objectives import gathering, needs_of, objective_for, pairs_of
 from orbitcl.training.optimizers import check_lr_scaling, scaled_lr
+from orbitcl.training.projection import project
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,9 @@ class ContrastiveModule(L.LightningModule):
                 f"on_nonfinite_loss={on_nonfinite_loss!r} is invalid: must be 'stop' or 'skip'"
             )
         self.on_nonfinite_loss = on_nonfinite_loss
-        self.skipped_batches = 0  # batches skipped for a non-finite loss
+        self._nonfinite = NonFiniteRecord()  # the non-finite steps, on the device
+        self._bad: torch.Tensor | None = None  # () bool: the current step's agreed flag
+        self._pairs: list[tuple[int, int]] = []
         self.last_validated_step: int | None = None  # global step of the latest validation
         self._val_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -124,22 +128,46 @@ class ContrastiveModule(L.LightningModule):
         """Returns the loss and, for callbacks, the detached features and projections of each
         view."""
         views, labels = batch  # V tensors of (B, C, H, W), (B,)
+        self._pairs = pairs_of(len(views))
         # One pass over all views, so BatchNorm normalises with the statistics of the whole batch.
         features = self.encoder(torch.cat(views))  # (V*B, e)
-        zs = self.projector(features).chunk(len(views))  # V x (B, d)
+        zs = project(self.projector, features).chunk(len(views))  # V x (B, d)
         main = self.objective(self.loss, zs, views, labels)  # (P,): one per pair of views
         aux = {
             name: self.aux_objectives[name](term, zs, views, labels)
             for name, term in self.aux_losses.items()
         }  # each (P,)
         terms = main + sum(self.aux_weights[name] * values for name, values in aux.items())
-        loss = terms.mean()
-        if not torch.isfinite(loss):
-            return self._non_finite(terms, zs, batch_idx)
+        # Every rank agrees on the flag before anything is decided: a rank-local NaN (MoCo's
+        # queries, VRN's rows, an auxiliary term) must not leave the others waiting in DDP's
+        # gradient all-reduce. Decided on the device: a non-finite step's loss is replaced by 0
+        # and its gradients are zeroed (on_before_optimizer_step), so it changes no weight
+        # through its gradient, and the host reads the count only at log steps.
+        local = ~torch.isfinite(terms).all()  # () bool, this rank's
+        bad = any_rank(local)  # () bool, the same on every rank
+        where = (self.global_step, self.current_epoch, batch_idx)
+        self._nonfinite.record(local, bad, terms, zs, *where)
+        self._bad = bad
+        loss = torch.where(bad, torch.zeros_like(terms[0]), terms.mean())  # keeps DDP's graph
         self.objective.step_succeeded(self.loss)
+        if self._logging_step():  # log_every_n_steps: no per-step all-reduce or .item()
+            self._log_step(loss, main, aux, len(labels))
+        return {
+            "loss": loss,
+            "finite": ~bad,  # () bool: the callbacks train on this step's outputs only if true
+            "projections": [z.detach() for z in zs],
+            "features": list(features.detach().chunk(len(views))),  # V x (B, e)
+        }
+
+    def _logging_step(self) -> bool:
+        """Whether Lightning writes this step's logs (every `log_every_n_steps`): logging only
+        then spares the other steps the all-reduce of sync_dist and the progress bar's .item()."""
+        return self.trainer._logger_connector.should_update_logs  # Lightning's own rule
+
+    def _log_step(self, loss, main, aux, n_images: int) -> None:
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
         self.log(names.TRAIN_LOSS, loss, prog_bar=True, sync_dist=True)
-        candidates = self._candidates(len(labels) * self.trainer.world_size)  # global batch
+        candidates = self._candidates(n_images * self.trainer.world_size)  # global batch
         if candidates is not None:
             bound = math.log(candidates) - main.mean()
             self.log(names.MI_LOWER_BOUND, bound, sync_dist=True)
@@ -148,31 +176,52 @@ class ContrastiveModule(L.LightningModule):
             for name, values in aux.items():
                 self.log(f"train/aux/{name}", values.mean(), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        return {
-            "loss": loss,
-            "projections": [z.detach() for z in zs],
-            "features": list(features.detach().chunk(len(views))),  # V x (B, e)
-        }
+        if self.on_nonfinite_loss == "skip":
+            self.log("train/skipped_batches", self._nonfinite.count.float())
 
-    def _non_finite(self, terms, zs, batch_idx: int) -> None:
-        """Stops before the optimiser step with a diagnosis, or skips the batch (returns None,
-        which makes Lightning skip backward and step) and counts it."""
-        bad = [i for i, term in enumerate(terms) if not torch.isfinite(term)]
-        a, b = pairs_of(len(zs))[bad[0]]
-        where = f"step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        message = (
-            f"Non-finite loss at {where}: {self.loss.__class__.__name__} on views ({a}, {b}) "
-            f"= {terms[bad[0]].item()}; embeddings: {embedding_report(zs[a], zs[b])}."
-        )
+    @property
+    def skipped_batches(self) -> int:
+        """Batches skipped for a non-finite loss so far, every rank's the same (a host sync)."""
+        return self._nonfinite.seen()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # A non-finite step's gradients are zeroed on the device, on every rank alike (the flag
+        # is agreed, and DDP's all-reduce spread any NaN to every rank's gradients): 0 * NaN is
+        # NaN, so masked_fill, not a product.
+        if self._bad is None:
+            return
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    parameter.grad.masked_fill_(self._bad, 0.0)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # `stop` reads the agreed count on the host at log steps and at the epoch's end only, so
+        # the other steps need no sync; the steps in between were neutralised on the device.
+        if self.on_nonfinite_loss == "stop" and self._logging_step():
+            self._stop_if_nonfinite()
+
+    def on_train_epoch_end(self) -> None:
         if self.on_nonfinite_loss == "stop":
+            self._stop_if_nonfinite()
+
+    def _stop_if_nonfinite(self) -> None:
+        if self._nonfinite.seen() == 0:
+            return
+        # The diagnosis is printed once, by the first rank that saw a non-finite loss itself.
+        here = torch.zeros(self.trainer.world_size, dtype=torch.bool, device=self.device)
+        here[self.global_rank] = self._nonfinite.seen_here()
+        first = int(any_rank(here).to(torch.int8).argmax())
+        if self.global_rank == first:
+            message = self._nonfinite.message(self.loss.__class__.__name__, self._pairs)
             raise NonFiniteLossError(
-                message + " The weights were not updated and the last checkpoint is kept. "
-                "Lower the learning rate, or set on_nonfinite_loss=skip to skip such batches."
+                message + ". Stopped on every rank; its gradients were zeroed, so no weight was "
+                "updated from them. Lower the learning rate, or set on_nonfinite_loss=skip to "
+                "skip such batches."
             )
-        self.skipped_batches += 1
-        log.warning("%s Skipped (%d so far).", message, self.skipped_batches)
-        self.log("train/skipped_batches", float(self.skipped_batches))
-        return None
+        raise NonFiniteLossError(
+            f"Non-finite loss: stopped on every rank (diagnosis on rank {first})"
+        )
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)  # runs training_step, backward and the step

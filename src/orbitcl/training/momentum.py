@@ -6,6 +6,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from orbitcl.training.projection import project
+
 
 class MomentumEncoder(nn.Module):
     """The key encoder of MoCo (He et al., CVPR 2020, Sec. 3.2): copies of ``encoder`` and
@@ -34,7 +36,7 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
         """Keys of a batch of images: (B, C, H, W) -> (B, projector.out_dim), no gradient."""
-        return self.projector(self.encoder(images))
+        return project(self.projector, self.encoder(images))  # fp32, as the queries
 
     @torch.no_grad()
     def update(self, encoder: nn.Module, projector: nn.Module) -> None:

@@ -31,3 +31,79 @@ def embedding_report(z_a: torch.Tensor, z_b: torch.Tensor) -> str:
             f"tension in [{t.min():.3g}, {t.max():.3g}]",
         ]
     return ", ".join(parts)
+
+
+class NonFiniteRecord:
+    """What the device knows of the non-finite steps, kept without a host sync: how many there
+    were, and the step, pair of views, value and projections of the first. Read on the host
+    only when a decision or a log needs it.
+
+    The flag of each step is agreed by every rank (``orbitcl.parallel.collectives.any_rank``)
+    before it is recorded, so every rank holds the same count and decides the same.
+    """
+
+    def __init__(self) -> None:
+        self.count: torch.Tensor | None = None  # () int64: non-finite steps so far, all ranks
+        self.local: torch.Tensor | None = None  # () int64: those non-finite on this rank
+        self._first: dict[str, torch.Tensor] = {}
+
+    def record(
+        self,
+        bad: torch.Tensor,
+        agreed: torch.Tensor,
+        terms: torch.Tensor,
+        zs,
+        step: int,
+        epoch: int,
+        batch: int,
+    ) -> None:
+        """Counts a step whose flag is ``bad`` on this rank and ``agreed`` on some rank (each ()
+        bool); ``terms`` (P,) its objective per pair of views, ``zs`` its V projections (B, d).
+        Only device ops (fills, no host-to-device copy): ``torch.where`` keeps the values of
+        this rank's first non-finite step."""
+        where = torch.full((3,), step, dtype=torch.int64, device=bad.device)
+        where[1], where[2] = epoch, batch  # fills
+        if self.count is None:
+            self.count = torch.zeros((), dtype=torch.int64, device=bad.device)
+            self.local = torch.zeros_like(self.count)
+            self._first = {
+                "where": torch.full_like(where, -1),
+                "pair": torch.zeros((), dtype=torch.int64, device=bad.device),
+                "term": torch.zeros_like(terms[0]).float(),
+                "zs": torch.zeros_like(torch.stack([z.detach() for z in zs])).float(),
+            }
+        first = bad & (self.local == 0)  # () bool: this rank's first non-finite step
+        pair = (~torch.isfinite(terms)).to(torch.int64).argmax()  # the first bad pair, or 0
+        current = {
+            "where": where,
+            "pair": pair,
+            # index_select, not [pair]: a 0-dim index tensor is read on the host
+            "term": terms.detach().index_select(0, pair.view(1)).squeeze(0).float(),
+            "zs": torch.stack([z.detach() for z in zs]).float(),
+        }
+        for name, value in current.items():
+            kept = self._first[name]
+            if kept.shape != value.shape:  # a last, smaller batch: keep what fits the first
+                continue
+            self._first[name] = torch.where(first, value, kept)
+        self.count = self.count + agreed.to(torch.int64)
+        self.local = self.local + bad.to(torch.int64)
+
+    def seen(self) -> int:
+        """The number of non-finite steps so far, on any rank (a host sync)."""
+        return 0 if self.count is None else int(self.count)
+
+    def seen_here(self) -> bool:
+        """Whether one of them was non-finite on this rank (a host sync)."""
+        return self.local is not None and bool(self.local > 0)
+
+    def message(self, loss_name: str, pairs: list[tuple[int, int]]) -> str:
+        """The diagnosis of the first non-finite step (host syncs: called once, to stop)."""
+        step, epoch, batch = (int(x) for x in self._first["where"])
+        a, b = pairs[int(self._first["pair"])]
+        zs = self._first["zs"]
+        return (
+            f"Non-finite loss at step {step} (epoch {epoch}, batch {batch}): {loss_name} on "
+            f"views ({a}, {b}) = {float(self._first['term'])}; embeddings: "
+            f"{embedding_report(zs[a], zs[b])}"
+        )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from orbitcl.losses.kernels.negatives import leave_out_
+from orbitcl.losses.kernels.precision import gram_ieee
 
 
 def unit_anchors(z_a: Tensor, z_b: Tensor, min_n: int, need: str) -> Tensor:
@@ -64,12 +65,13 @@ def tolerance(z: Tensor) -> float:
 
 
 def gram_rows(z_rows: Tensor, z: Tensor) -> Tensor:
-    """``z_rows z^T`` (2n, 2N), in the dtype of the anchors.
+    """``z_rows z^T`` (2n, 2N), in the dtype of the anchors, IEEE fp32 at least.
 
-    Autocast would run the matmul in half precision and undo the upcast of ``unit_anchors``.
+    Autocast would run the matmul in half precision and undo the upcast of ``unit_anchors``;
+    TF32 would make the tension built from these rows noise (``kernels.precision``).
     """
     with torch.autocast(z.device.type, enabled=False):
-        return z_rows @ z.T
+        return gram_ieee(z_rows, z)
 
 
 def info_nce(logits: Tensor, cols: Tensor, negatives: str = "all") -> Tensor:

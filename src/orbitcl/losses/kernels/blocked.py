@@ -31,12 +31,14 @@ backward that turns their gradients into gradients of the anchors.
 """
 
 import os
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
 
 from orbitcl.losses.kernels import compiled, eager, one_view
 from orbitcl.losses.kernels.anchor_terms import AnchorTerms, anchor_terms, anchor_terms_backward
+from orbitcl.losses.kernels.precision import ieee_fp32
 from orbitcl.losses.kernels.rows import BlockRows, Hyper
 from orbitcl.losses.kernels.targets import ClassTargets, LogitTargets
 from orbitcl.losses.kernels.workspace import scratch
@@ -102,6 +104,12 @@ def _gram(z_block: Tensor, z: Tensor) -> Tensor:
     return torch.mm(z_block, z.T, out=scratch("gram", (len(z_block), len(z)), z))
 
 
+def _pinned(hyper: Hyper):
+    """IEEE fp32 for ORL's products (its tension subtracts Gram entries); NT-Xent's logits
+    tolerate TF32's rounding like any matmul, and keep its speed."""
+    return ieee_fp32() if hyper.tension else nullcontext()
+
+
 def _per_row(terms: AnchorTerms | None, cols: Tensor) -> tuple[Tensor, ...]:
     """The fields of ``BlockRows`` for all rows (2n,): see there."""
     per_row = (cols, cols.roll(len(cols) // 2))
@@ -140,7 +148,9 @@ class BlockedInfoNCE(torch.autograd.Function):
         logits = targets if isinstance(targets, LogitTargets) else None
         dense = targets if isinstance(targets, Tensor) else None
         inv_z = []  # LogitTargets: 1 / Z of each row
-        with torch.autocast(z.device.type, enabled=False):  # e.g. the matmuls in half precision
+        # Autocast would run the matmuls in half precision; with tension, its Gram rows in IEEE
+        # fp32 whatever the global TF32 setting (kernels.precision).
+        with torch.autocast(z.device.type, enabled=False), _pinned(hyper):
             terms = anchor_terms(z_rows, z) if hyper.tension else None
             per_row, s = _per_row(terms, cols), terms.s if terms else None
             for lo, hi in blocks:
@@ -188,7 +198,7 @@ class BlockedInfoNCE(torch.autograd.Function):
         n = len(z_rows) // 2
         blocks = _blocks(n, len(z), z.element_size())
         grad_rows, grad_z, d_rows, d_s = [], None, [], None
-        with torch.autocast(z.device.type, enabled=False):
+        with torch.autocast(z.device.type, enabled=False), _pinned(hyper):
             per_row, s = _per_row(terms, cols), terms.s if terms else None
             for lo, hi in blocks:
                 rows = BlockRows(*(_block(x, n, lo, hi) for x in per_row))

@@ -4,9 +4,10 @@ Each function takes the block's Gram rows ``gram`` (2b, 2N), a scratch buffer it
 Ops are few, in place or into scratch buffers (``workspace``): on a CPU shared by several
 processes every op over a (2b, 2N) matrix waits at a barrier for all of torch's threads, so the
 op count matters as much as the passes over memory, and a fresh matrix costs page faults.
-Boolean matrices are avoided (the kernels that read them are not vectorised): where T falls back
-to 1 the raw tension is set to 2 by scatter, which clamps to 1 and lies outside the range
-``[t_min, 1]`` through which the clamp passes gradients.
+Boolean matrices are avoided where a scatter will do (the kernels that read them are not
+vectorised); the duplicate negatives are one mask, which spares a host sync. Where T falls back
+to 1 the raw tension is set to 2, which clamps to 1 and lies outside the range ``[t_min, 1]``
+through which the clamp passes gradients.
 """
 
 import torch
@@ -41,17 +42,14 @@ def raw_tension(gram: Tensor, rows: BlockRows, s: Tensor, tol: float) -> tuple[T
             out=(x[own], inv[own]),
         )
     inv[i, rows.self_cols] = 0.0  # noise, but a fallback anyway: not a duplicate
-    # Duplicate negatives, whose squared distance was clamped to tol (the largest inv): rare,
-    # so found by row first, then by entry in those rows only.
-    largest = torch.tensor(tol, dtype=inv.dtype, device=inv.device).rsqrt()
-    dup_rows = (inv.amax(1) >= largest).nonzero().squeeze(1)
-    if len(dup_rows):
-        r, k = (inv[dup_rows] >= largest).nonzero(as_tuple=True)
-        x[dup_rows[r], k] = 2.0
+    # Duplicate negatives, whose squared distance was clamped to tol (the largest inv). Marked
+    # by a mask over the whole block, not by finding the rows (nonzero, a host sync on CUDA);
+    # the bound is filled on the device (no host-to-device copy), in inv's dtype.
+    largest = inv.new_full((), tol).rsqrt_()
+    x.masked_fill_(inv >= largest, 2.0)
     x[i, rows.self_cols] = 2.0  # whatever its rounding
     x[i, rows.pos_cols] = 2.0
-    if rows.views_coincide.any():
-        x[rows.views_coincide] = 2.0
+    x.masked_fill_(rows.views_coincide[:, None], 2.0)  # (2b, 1): whole rows
     return x, inv
 
 

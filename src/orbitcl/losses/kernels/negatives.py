@@ -89,6 +89,7 @@ def negative_mask(cols: Tensor, n_cols: int, negatives: str = "all") -> Tensor:
 def negative_cols(cols: Tensor, n_cols: int, negatives: str = "all") -> Tensor:
     """(2n, K): the columns of each row's K negatives, ascending."""
     mask = negative_mask(cols, n_cols, negatives)
-    every_col = torch.arange(n_cols, device=cols.device).expand_as(mask)
     k = candidates(negatives, n_cols // 2) - 1
-    return every_col[mask].view(len(cols), k)  # row-major: row by row
+    # The first k columns of a stable sort that puts the negatives first: their columns in
+    # ascending order, as every_col[mask] would give, without its host sync.
+    return mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :k]
