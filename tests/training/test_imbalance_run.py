@@ -36,6 +36,7 @@ QUICK = [
     "callbacks.orbit=null",
     "callbacks.umap=null",
     "callbacks.similarity=null",
+    "callbacks.spectrum=null",
     "callbacks.class_geometry.n_per_class=20",
 ]
 CLASSES = ["simplex_deviation", "within_cos", "between_cos", "gap", "prototype_cos_std"]

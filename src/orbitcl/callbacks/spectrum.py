@@ -116,7 +116,16 @@ class SpectrumDiagnostics(L.Callback):
                 )
             elif offers["training_class_labels"] is None:
                 images, labels = datamodule.training_split
-                self._image_cosines = class_mean_cosines(images, labels, self._n_classes)
+                present = torch.as_tensor(labels).unique().numel()
+                if present == self._n_classes:  # every class has a mean image
+                    self._image_cosines = class_mean_cosines(images, labels, self._n_classes)
+                else:
+                    log.info(
+                        "classes/tension_image_cos_spearman left out: %d of %d classes have "
+                        "training images",
+                        present,
+                        self._n_classes,
+                    )
             else:  # angles (rotated MNIST) or unlabelled training images (STL-10 unlabeled)
                 log.info(
                     "classes/tension_image_cos_spearman left out: no class labels on the "
