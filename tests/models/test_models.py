@@ -52,8 +52,9 @@ def test_conv_encoder_rejects_bad_pool_size():
 
 
 def test_exported_cifar_resnet_loads_into_torchvision_resnet18(train_config, tmp_path, monkeypatch):
-    """`orbitcl.export` of a CIFAR ResNet-18 says how to load it into torchvision's resnet18, whose
-    stem differs; following what it says gives the same features."""
+    """`orbitcl.export` of a CIFAR ResNet-18 says how to load it into torchvision's resnet18 (built
+    by torchvision's own call, its stem replaced as the recipe says); following what it says
+    gives the same features."""
     torch.manual_seed(0)
     encoder = ResNet18CIFAR(in_channels=1).eval()
     cfg = train_config("dataset=cifar10", "model.encoder.in_channels=1")
@@ -61,8 +62,8 @@ def test_exported_cifar_resnet_loads_into_torchvision_resnet18(train_config, tmp
     description = json.loads(export_encoder(run, tmp_path / "encoder.pt").read_text())
     monkeypatch.chdir(tmp_path)  # the recipe loads encoder.pt from where it lies
     namespace = {}
-    exec("\n".join(description["torchvision_resnet18"]), namespace)
-    resnet = namespace["resnet"].eval()
+    exec("\n".join(description["load"]), namespace)
+    resnet = namespace["model"].eval()
     assert type(resnet).__module__ == "torchvision.models.resnet"
     images = torch.randn(2, 1, 32, 32)
     torch.testing.assert_close(resnet(images), encoder(images))

@@ -5,11 +5,13 @@ Zbontar, Jing, Misra, LeCun and Deny, "Barlow Twins: Self-Supervised Learning vi
 Reduction", ICML 2021.
 """
 
+import math
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in, require_number
 from orbitcl.losses.base import ContrastiveLoss
 from orbitcl.losses.vicreg import at_least_float32, off_diagonal
 
@@ -72,10 +74,8 @@ class BarlowTwinsLoss(ContrastiveLoss):
         self, lambda_: float = 5e-3, eps: float = 1e-5, gather_distributed: bool = False
     ) -> None:
         super().__init__(gather_distributed)
-        if not lambda_ >= 0:
-            raise ValueError(f"lambda_={lambda_} is invalid: must be >= 0")
-        if not eps > 0:
-            raise ValueError(f"eps={eps} is invalid: must be > 0")
+        require_number("lambda_", lambda_, 0)
+        require_in("eps", eps, 0, math.inf, "()")
         self.lambda_ = lambda_
         self.eps = eps
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in
 from orbitcl.losses.base import Loss, Needs
 from orbitcl.losses.simsiam import check_pairs, mean_cosine
 
@@ -56,8 +57,7 @@ class BYOLLoss(Loss):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(gather_distributed)
-        if not 0 <= momentum < 1:  # `not` also rejects NaN
-            raise ValueError(f"momentum={momentum} is invalid: must be in [0, 1)")
+        require_in("momentum", momentum, 0, 1, "[)")
         if momentum_schedule not in ("cosine", "constant"):
             raise ValueError(
                 f"momentum_schedule={momentum_schedule!r} is invalid: must be 'cosine' or "

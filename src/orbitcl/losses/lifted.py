@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_number
 from orbitcl.losses.base import ContrastiveLoss, Needs
 from orbitcl.losses.vicreg import at_least_float32
 
@@ -41,8 +42,7 @@ def lifted_structured(
             "the lifted structured loss needs two views of the same shape (N, d) with N >= 2, "
             f"got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
         )
-    if not margin >= 0:
-        raise ValueError(f"margin={margin} is invalid: must be >= 0")
+    require_number("margin", margin, 0)
     z_a, z_b = at_least_float32(z_a, z_b)
     z = torch.cat([z_a, z_b])  # (2N, d)
     ids = torch.arange(len(z_a), device=z.device) if labels is None else labels
@@ -74,8 +74,7 @@ class LiftedStructuredLoss(ContrastiveLoss):
 
     def __init__(self, margin: float = 1.0, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)
-        if not margin >= 0:
-            raise ValueError(f"margin={margin} is invalid: must be >= 0")
+        require_number("margin", margin, 0)
         self.margin = margin
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None, *labels: Tensor) -> Tensor:

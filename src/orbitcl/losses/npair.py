@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_number
 from orbitcl.losses.base import ContrastiveLoss, Needs
 from orbitcl.losses.vicreg import at_least_float32
 
@@ -64,8 +65,7 @@ class NPairLoss(ContrastiveLoss):
 
     def __init__(self, l2_weight: float = 0.002, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)
-        if not l2_weight >= 0:
-            raise ValueError(f"l2_weight={l2_weight} is invalid: must be >= 0")
+        require_number("l2_weight", l2_weight, 0)
         self.l2_weight = l2_weight
 
     def compute(self, z_a: Tensor, z_b: Tensor, images: slice | None, *labels: Tensor) -> Tensor:

@@ -4,12 +4,14 @@ Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization 
 Self-Supervised Learning", ICLR 2022.
 """
 
+import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from orbitcl.checks.numbers import require_in, require_number
 from orbitcl.losses.base import ContrastiveLoss
 
 
@@ -106,10 +108,8 @@ class VICRegLoss(ContrastiveLoss):
             ("variance", variance),
             ("covariance", covariance),
         ):
-            if not value >= 0:
-                raise ValueError(f"{name}={value} is invalid: must be >= 0")
-        if not eps > 0:
-            raise ValueError(f"eps={eps} is invalid: must be > 0")
+            require_number(name, value, 0)
+        require_in("eps", eps, 0, math.inf, "()")
         self.invariance = invariance
         self.variance = variance
         self.covariance = covariance

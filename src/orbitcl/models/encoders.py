@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from orbitcl.checks.numbers import require_int
 from orbitcl.models.torchvision_encoder import TorchvisionEncoder
 
 
@@ -24,8 +25,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         if not widths or min(widths) < 1:
             raise ValueError(f"widths={list(widths)} is invalid: must be non-empty and positive")
-        if pool_size < 1:
-            raise ValueError(f"pool_size={pool_size} is invalid: must be an integer >= 1")
+        require_int("pool_size", pool_size, 1)
         layers: list[nn.Module] = []
         channels = in_channels
         for stage, width in enumerate(widths):

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from orbitcl.checks.numbers import require_int
+
 
 class MLPProjector(nn.Module):
     """Linear -> BatchNorm -> ReLU, repeated, then a final Linear to `out_dim`.
@@ -19,8 +21,7 @@ class MLPProjector(nn.Module):
             ("out_dim", out_dim, 1),
             ("num_layers", num_layers, 1),
         ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {low}")
+            require_int(name, value, low)
         layers: list[nn.Module] = []
         width = in_dim
         for _ in range(num_layers - 1):
