@@ -223,7 +223,7 @@ def test_the_docs_show_commands_of_every_entry_point():
     assert {"orbitcl.train", "orbitcl.optimum", *ARGPARSE_ENTRY_POINTS} <= modules, modules
     assert len(COMMANDS) >= 60, len(COMMANDS)
     apart = [c for c in COMMANDS if needs_the_reader(c)]
-    assert len(apart) <= 3, [(c.where, c.text) for c in apart]
+    assert len(apart) <= 4, [(c.where, c.text) for c in apart]  # your own configs, joblib
 
 
 def test_every_documented_command_composes():

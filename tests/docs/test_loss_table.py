@@ -80,7 +80,7 @@ def test_table_rows_say_what_each_loss_is_and_needs():
     assert len(rows) == len(CONFIGS)
     assert rows["`loss=supcon`"][3] == "`labels`"
     assert rows["`loss=y_aware`"][3] == "`labels`, `continuous_labels`"
-    assert rows["`loss=moco`"][3] == "`momentum_keys`"
+    assert rows["`loss=moco`"][3] == "`momentum_keys`, `key_queue`"
     assert rows["`loss=ntxent`"][3] == "none"
     assert "orbitcl.losses.functional.ntxent" in rows["`loss=ntxent`"][2]
     assert rows["`loss=orl_detached`"][1].count("`detach_tension=true`") == 1

@@ -81,6 +81,7 @@ def test_module_gives_vrn_the_training_set_size(tmp_path):
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=1,
+        log_every_n_steps=1,  # the module logs its scalars at Lightning's log steps only
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
