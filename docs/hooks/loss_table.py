@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 MARKER = "<!-- loss-table -->"
+API_MARKER = "<!-- loss-modules -->"  # api.md: the reference of every loss config's modules
 SENTENCE_END = re.compile(r"\.(?=\s+[A-Z(]|\s*$)")  # "eq. 2" and "et al.," do not end one
 CITATION = re.compile(
     r"\s*\([^()]*\b(19|20)\d\d\b[^()]*\)"
@@ -109,7 +110,24 @@ def loss_table() -> str:
     return "\n".join(lines)
 
 
+def loss_modules(listed: str = "") -> list[str]:
+    """The modules of every config's loss class and formula, in config order, less those that
+    `listed` (a page's markdown) already documents with `::: module`: the API page's reference
+    of the losses, so that a new loss needs no line there."""
+    modules = []
+    for entry in loss_configs():
+        cls = resolve(entry["target"])
+        formula = getattr(cls, "formula", "")
+        for module in (cls.__module__, formula.rpartition(".")[0]):
+            if module and module not in modules and f"::: {module}\n" not in listed:
+                modules.append(module)
+    return modules
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    if API_MARKER in markdown:
+        blocks = "\n\n".join(f"::: {module}" for module in loss_modules(markdown))
+        markdown = markdown.replace(API_MARKER, blocks)
     if MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, loss_table())

@@ -85,3 +85,16 @@ def test_table_rows_say_what_each_loss_is_and_needs():
     assert "orbitcl.losses.functional.ntxent" in rows["`loss=ntxent`"][2]
     assert rows["`loss=orl_detached`"][1].count("`detach_tension=true`") == 1
     assert "Chen" in rows["`loss=ntxent`"][4]
+
+
+def test_the_api_page_documents_every_loss_configs_modules_without_a_hand_kept_line():
+    api = (ROOT / "docs/api.md").read_text()
+    assert TABLE.API_MARKER in api
+    generated = TABLE.loss_modules(api)
+    for entry in TABLE.loss_configs():
+        cls = TABLE.resolve(entry["target"])
+        module = cls.__module__
+        assert module in generated or f"::: {module}\n" in api, module
+    assert "orbitcl.losses.vicreg" in generated and "orbitcl.losses.functional" not in generated
+    # a page listing a module itself keeps it out of the generated blocks (no duplicate anchors)
+    assert "orbitcl.losses.vicreg" not in TABLE.loss_modules("::: orbitcl.losses.vicreg\n")
