@@ -5,7 +5,7 @@ against the direct minimisation over orthogonal maps."""
 import pytest
 import torch
 
-from orbitcl.metrics.across_runs import linear_cka, procrustes_distance
+from orbitcl.metrics.across_runs import linear_cka, linear_cka_matrix, procrustes_distance
 
 
 def data(m=60, d=8, seed=0):
@@ -87,3 +87,16 @@ def test_rows_must_match():
     x, _, _, _ = data()
     with pytest.raises(ValueError, match="same images"):
         linear_cka(x, x[:-1])
+
+
+def test_the_cka_matrix_equals_cka_on_each_pair():
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    xs = [base, base @ torch.randn(6, 9, generator=g, dtype=torch.float64), torch.randn(50, 4)]
+    matrix = linear_cka_matrix(xs)
+    for i, x in enumerate(xs):
+        for j, y in enumerate(xs):
+            assert matrix[i][j] == pytest.approx(linear_cka(x, y), rel=1e-12), (i, j)
+    assert matrix[0][0] == pytest.approx(1.0, abs=1e-12) and matrix[0][1] == matrix[1][0]
+    with pytest.raises(ValueError, match="same images"):
+        linear_cka_matrix([base, base[:-1]])

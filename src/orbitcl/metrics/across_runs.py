@@ -18,6 +18,8 @@ embeddings of the same M images in the same order, and compute in float64 on the
   exactly when y is a rotated, scaled, translated x; at most sqrt(2).
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -44,6 +46,24 @@ def linear_cka(x: Tensor, y: Tensor, unbiased: bool = False) -> float:
         return float(hsic / (_unbiased_hsic(k, k) * _unbiased_hsic(l_, l_)).sqrt())
     cross = (y.T @ x).square().sum()  # ||y^T x||_F^2 = tr(K_c L_c)
     return float(cross / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def linear_cka_matrix(xs: Sequence[Tensor]) -> list[list[float]]:
+    """The biased ``linear_cka`` between every two of n runs' embeddings xs[i] (M, d_i) of the
+    same M images: an n x n symmetric matrix. Each input is centred and its ``||x_c^T x_c||_F``
+    computed once, and each pair's ``||y_c^T x_c||_F^2`` once, so a study of n settings costs
+    n(n - 1)/2 d x d products rather than n^2 calls."""
+    if not xs:
+        return []
+    centred = [_pair(x, xs[0])[0] for x in xs]  # each checked against the first for M
+    norms = [(x.T @ x).norm() for x in centred]
+    matrix = [[1.0] * len(xs) for _ in xs]
+    for i, x in enumerate(centred):
+        matrix[i][i] = float((x.T @ x).square().sum() / norms[i] ** 2)
+        for j in range(i + 1, len(xs)):
+            y = centred[j]
+            matrix[i][j] = matrix[j][i] = float((y.T @ x).square().sum() / (norms[i] * norms[j]))
+    return matrix
 
 
 def _unbiased_hsic(k: Tensor, l_: Tensor) -> Tensor:

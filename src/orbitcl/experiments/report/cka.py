@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from orbitcl.metrics.across_runs import linear_cka
+from orbitcl.metrics.across_runs import linear_cka_matrix
 from orbitcl.metrics.orbits import embed, fixed_test_images
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,11 @@ def cka_report(
                 images = fixed_test_images(run.datamodule, N_IMAGES, seed)
             projections.setdefault(name, []).append(embed(run.encoder, run.projector, images)[1])
     names = list(projections)
-    between = [[linear_cka(projections[a][0], projections[b][0]) for b in names] for a in names]
+    between = linear_cka_matrix([projections[name][0] for name in names])
     within = {
-        name: [linear_cka(x, y) for x, y in itertools.combinations(z, 2)]
+        name: [m[i][j] for i, j in itertools.combinations(range(len(z)), 2)]
         for name, z in projections.items()
+        for m in [linear_cka_matrix(z)]
     }
     lines = [
         f"## Linear CKA of the projections ({len(images)} fixed test images)",
