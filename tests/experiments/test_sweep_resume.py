@@ -68,7 +68,7 @@ def files(job_dir):
 
 def test_a_killed_sweep_runs_only_its_remaining_jobs_when_started_again(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    sweep = ["-m", "loss=ntxent,orl", "loss.temperature=0.2,0.5", "+debug=smoke"]  # 4 jobs
+    sweep = ["-m", "loss.temperature=0.2,0.5,1.0", "+debug=smoke"]  # 3 jobs
     # 3 digits steps each, a checkpoint after every step: job 1 can be killed mid-run.
     sweep += ["+callbacks.checkpoint.every_n_train_steps=1", f"hydra.sweep.dir={sweep_dir}"]
 
@@ -90,16 +90,15 @@ def test_a_killed_sweep_runs_only_its_remaining_jobs_when_started_again(tmp_path
     again = run_module(*sweep, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"job 0 finished before with this config: skipped ({job_0})" in again.stdout
-    assert again.stdout.count("kNN accuracy (") == 3  # jobs 1 to 3 trained, job 0 did not
+    assert again.stdout.count("kNN accuracy (") == 2  # jobs 1 and 2 trained, job 0 did not
     assert (
         f"Resuming from {job_1 / 'checkpoints' / 'last.ckpt'}" in (job_1 / "train.log").read_text()
     )
     rows = read_csv(sweep_dir / "sweep_report.csv")
-    assert [(r["loss"], r["loss.temperature"], r["status"]) for r in rows] == [
-        ("ntxent", "0.2", "ok"),
-        ("ntxent", "0.5", "ok"),
-        ("orl", "0.2", "ok"),
-        ("orl", "0.5", "ok"),
+    assert [(r["loss.temperature"], r["status"]) for r in rows] == [
+        ("0.2", "ok"),
+        ("0.5", "ok"),
+        ("1.0", "ok"),
     ]
     # Job 0's files are untouched; only Hydra rewrites its own .hydra/ files, with the same
     # config and overrides (the rest of hydra.yaml is the launching process's: time, job id).
