@@ -196,7 +196,7 @@ def part_tests(scale: Scale, budget: Budget) -> None:
     )
     print(f"bf16 step (bf16, fp32 loss): {gpu_checks.bf16_step_trains('cpu', n=sizes['bf16'])}")
     pinned, unpinned = gpu_checks.tension_precision_under_tf32("cpu", n=sizes["tension"])
-    print(f"T vs float64 under TF32: pinned {pinned:.1e}, unpinned {unpinned:.1e}")
+    print(f"T vs float64 under TF32: pinned {pinned:.1e}, unpinned (TF32 emulated) {unpinned:.1e}")
     print("compiled = eager: left out of the smoke (torch.compile takes tens of seconds)")
 
 
@@ -602,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes, CPU, in-process")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--parts", default="".join(PARTS))
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="each part in a capped child process (the default "
+        "without --cpu-smoke): runs the full check's orchestration on the CPU",
+    )
     parser.add_argument("--part", help=argparse.SUPPRESS)  # one part, in a capped child process
     args = parser.parse_args(argv)
     scale = SMOKE if args.cpu_smoke else FULL
@@ -633,17 +639,19 @@ def check(args: argparse.Namespace, scale: Scale) -> int:
         title = f"({key}) {PARTS[key]}, cap {scale.caps[key]} s"
         print(f"== {title}", flush=True)
         part_start, part_cpu = time.perf_counter(), time.process_time()
-        if args.cpu_smoke:
+        if args.cpu_smoke and not args.isolate:
             buffer = io.StringIO()
             with contextlib.redirect_stdout(Tee(sys.stdout, buffer)):
                 statuses[key] = run_part(key, scale)
             output = buffer.getvalue()
         else:
             command = [sys.executable, str(Path(__file__).resolve()), "--part", key]
+            command += ["--cpu-smoke"] if args.cpu_smoke else []
             code, output = run_capped(command, scale.caps[key])
             statuses[key] = STATUS_OF_CODE.get(code, "FAILED")
         seconds = time.perf_counter() - part_start
-        cpu = f", CPU {time.process_time() - part_cpu:.1f} s" if args.cpu_smoke else ""
+        in_process = args.cpu_smoke and not args.isolate
+        cpu = f", CPU {time.process_time() - part_cpu:.1f} s" if in_process else ""
         print(f"-- ({key}) {statuses[key]} in {seconds:.1f} s{cpu}", flush=True)
         page += [
             f"### ({key}) {PARTS[key]}",

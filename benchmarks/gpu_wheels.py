@@ -65,9 +65,13 @@ zipp
 """
 DEVICE_HAS = {canonicalize_name(name) for name in DEVICE_HAS.split()}
 # Downloaded although the device has them: their version there may be too old for a root
-# (pytest 9 for the suite; googleapis-common-protos needs protobuf >= 6.33.5). pip installs
-# them only where the device's own does not satisfy the requirement.
-ALSO = ("pytest", "pytest-xdist", "pluggy", "iniconfig", "execnet", "protobuf", "typing-extensions")
+# (googleapis-common-protos needs protobuf >= 6.33.5, W&B click >= 8.2, ...) and is not known
+# here. pip installs each only where the device's own does not satisfy a requirement.
+ALSO = (
+    *("pytest", "pytest-xdist", "pluggy", "iniconfig", "execnet", "pygments", "packaging"),
+    *("protobuf", "typing-extensions", "click", "pyyaml", "xxhash", "requests", "urllib3"),
+    *("idna", "certifi", "charset-normalizer", "httpx", "httpcore", "h11", "anyio"),
+)
 # antlr4-python3-runtime 4.9.3 (OmegaConf pins 4.9.*) is published as a source archive only:
 # built here into a pure-Python wheel.
 SOURCE_ONLY = {"antlr4-python3-runtime": "4.9.3"}
