@@ -32,7 +32,16 @@ DEFAULTS = [
     "callbacks.class_geometry=null",
     "callbacks.similarity=null",
     "callbacks.umap=null",
+    "callbacks.spectrum=null",
 ]
+
+
+def stop_override(target: float) -> str:
+    """The override that stops training at the first validation with val/knn_acc >= target."""
+    return (
+        "+callbacks.stop_at_target={_target_:lightning.pytorch.callbacks.EarlyStopping,"
+        f"monitor:'val/knn_acc',mode:max,stopping_threshold:{target},patience:1000}}"
+    )
 
 
 def main() -> None:
@@ -45,10 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        stop = (
-            "+callbacks.stop_at_target={_target_:lightning.pytorch.callbacks.EarlyStopping,"
-            f"monitor:'val/knn_acc',mode:max,stopping_threshold:{args.target},patience:1000}}"
-        )
+        stop = stop_override(args.target)
         start_from = BARE if args.preset == "none" else [f"+experiment={args.preset}"]
         argv = [*start_from, *DEFAULTS, *args.overrides]
         command = [sys.executable, "-m", "orbitcl.train", *argv, stop]

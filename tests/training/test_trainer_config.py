@@ -60,3 +60,16 @@ def test_the_gpu_preset_composes_one_gpu_in_bf16(train_config):
     assert cfg.model.channels_last is True  # documented beside it: a model key
     # Built, it is a Trainer argument list Lightning accepts (checked without a GPU).
     assert set(cfg.trainer) - {"_target_"} <= trainer_arguments()
+
+
+def test_the_ddp_preset_composes_one_nccl_process_per_gpu(train_config):
+    from hydra.utils import instantiate
+
+    cfg = train_config("trainer=ddp", "trainer.devices=2")
+    assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.num_nodes) == ("gpu", 2, 1)
+    assert train_config("trainer=ddp").trainer.devices == -1  # every GPU of the node
+    strategy = instantiate(cfg.trainer.strategy)  # built without a GPU
+    assert type(strategy).__name__ == "DDPStrategy"
+    assert strategy.process_group_backend == "nccl"
+    assert cfg.trainer.sync_batchnorm is True and cfg.trainer.precision == "32-true"
+    assert set(cfg.trainer) - {"_target_"} <= trainer_arguments()
