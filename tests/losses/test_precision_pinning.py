@@ -101,3 +101,17 @@ def test_ntxent_keeps_the_global_setting(tf32_globally):
         NTXentLoss(0.5)(*_views()).backward()
     assert recorder.seen
     assert all(precision == tf32_globally for _, precision, _ in recorder.seen)
+
+
+def test_the_projector_runs_in_ieee_fp32_while_the_encoder_keeps_tf32(tf32_globally):
+    from orbitcl.models import MLPProjector
+    from orbitcl.training.projection import project
+
+    projector, encoder = MLPProjector(in_dim=8, hidden_dim=16, out_dim=4), torch.nn.Linear(8, 8)
+    with RecordPrecision() as record:
+        project(projector, encoder(torch.randn(5, 8)))
+    (encoder_product, *projector_products) = record.seen
+    assert encoder_product[1] == tf32_globally  # the global setting reaches the encoder
+    assert len(projector_products) == 2  # one per linear layer
+    assert all(p == "highest" and not tf32 for _, p, tf32 in projector_products)
+    assert torch.get_float32_matmul_precision() == tf32_globally  # restored after

@@ -83,6 +83,7 @@ def test_bad_values_fail_fast_naming_the_field(tmp_path, override, message):
         ("loss=orl loss.t_min=0", "loss.t_min=0"),
         ("loss=orl loss.t_min=1.5", "loss.t_min=1.5"),
         ("dataset.batch_size=1", "dataset.batch_size=1"),
+        ("model.float32_matmul_precision=tf32", "model.float32_matmul_precision='tf32'"),
     ],
 )
 def test_bad_values_stop_before_anything_is_built(train_config, tmp_path, override, message):

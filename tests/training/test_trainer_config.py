@@ -52,12 +52,18 @@ def test_a_mistyped_trainer_argument_fails_first_and_suggests_the_closest(tmp_pa
     assert not run_dir.exists()
 
 
-def test_the_gpu_preset_composes_one_gpu_in_bf16(train_config):
-    cfg = train_config("trainer=gpu", "model.channels_last=true")
+def test_the_gpu_preset_composes_one_gpu_in_bf16_nhwc_and_tf32(train_config):
+    cfg = train_config("trainer=gpu")
     assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("gpu", 1)
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.trainer.strategy == "auto"  # one process, not DDP
-    assert cfg.model.channels_last is True  # documented beside it: a model key
+    assert cfg.model.channels_last is True  # a model key, set by the preset
+    assert cfg.model.float32_matmul_precision == "high"  # TF32 for the encoder
+    assert train_config().model.float32_matmul_precision == "highest"  # not without the preset
+    # Each stays overridable, and the trainer keeps every other default.
+    cfg = train_config("trainer=gpu", "model.channels_last=false", "trainer.precision=32-true")
+    assert cfg.model.channels_last is False and cfg.trainer.precision == "32-true"
+    assert cfg.trainer.max_epochs == train_config().trainer.max_epochs
     # Built, it is a Trainer argument list Lightning accepts (checked without a GPU).
     assert set(cfg.trainer) - {"_target_"} <= trainer_arguments()
 

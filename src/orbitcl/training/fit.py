@@ -36,7 +36,7 @@ from orbitcl.training.resume import (
     ConfigSnapshot,
     check_resumable,
 )
-from orbitcl.training.speed import apply_speed_switches
+from orbitcl.training.speed import apply_speed_switches, set_matmul_precision
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Fits the model described by `cfg`, writing everything under `run_dir`; returns the final
     value of every scalar metric logged (`val/knn_acc`: the final kNN accuracy)."""
     L.seed_everything(cfg.seed, workers=True)
+    try:
+        set_matmul_precision(cfg.model.get("float32_matmul_precision", "highest"))
+    except ValueError as err:
+        raise ConfigError(f"model.{err}") from err
     # Built first: constructors validate their arguments, so bad values fail in seconds.
     loss = build("loss", cfg.loss)
     aux = _auxiliary_terms(cfg.get("aux"))

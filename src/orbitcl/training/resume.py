@@ -31,6 +31,7 @@ MAY_CHANGE_ON_RESUME = (
     "dataset.pin_memory",
     "model.channels_last",  # speed switches: the same computation, up to float rounding
     "model.compile",
+    "model.float32_matmul_precision",
     "loss.backend",  # ORL's elementwise kernels: the same numbers, up to float rounding
 )
 

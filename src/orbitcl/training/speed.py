@@ -1,11 +1,26 @@
-"""Speed switches that change no result beyond float rounding: `model.channels_last` and
-`model.compile` (bf16 mixed precision is Lightning's own `trainer.precision=bf16-mixed`).
+"""Speed switches that change no result beyond float rounding: `model.channels_last`,
+`model.compile` and `model.float32_matmul_precision` (bf16 mixed precision is Lightning's own
+`trainer.precision=bf16-mixed`).
 
 What each gives, measured, is in docs/speed.md ("GPU switches").
 """
 
 import torch
 from torch import nn
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def set_matmul_precision(value: str) -> None:
+    """`model.float32_matmul_precision`: torch's global float32 matmul precision, checked first.
+    Anything but "highest" lets CUDA's float32 products use TF32 ("high") or bf16 passes
+    ("medium"): the encoder's, since the projector (`training.projection.project`) and the Gram
+    rows of the tension losses (`losses.kernels.precision`) pin IEEE fp32 for themselves."""
+    if value not in MATMUL_PRECISIONS:
+        raise ValueError(
+            f"float32_matmul_precision={value!r} is invalid: must be one of {MATMUL_PRECISIONS}"
+        )
+    torch.set_float32_matmul_precision(value)
 
 
 def apply_speed_switches(
