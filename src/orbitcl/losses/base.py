@@ -2,6 +2,7 @@
 for two-view losses, gathering under DDP, then the loss's own formula."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -39,6 +40,11 @@ class Loss(nn.Module):
     on by the module when the world size is > 1) makes it see the embeddings of all ranks."""
 
     needs = Needs()
+    # Whether it contrasts each anchor's positive with negatives: what ORL's tension weighs, so
+    # the tension diagnostics (callbacks.tension, the spectrum's class tension) measure what ORL
+    # would weight in its place; a loss without negatives (SimSiam, BYOL, VICReg, Barlow Twins)
+    # has none for it to weigh, and they leave it out.
+    contrasts_negatives: ClassVar[bool] = False
 
     def __init__(self, gather_distributed: bool = False) -> None:
         super().__init__()
@@ -64,6 +70,8 @@ class ContrastiveLoss(Loss):
     the loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the same N.
     ``ContrastiveModule`` switches it on when the world size is > 1.
     """
+
+    contrasts_negatives: ClassVar[bool] = True  # the other images of the batch
 
     def forward(self, z_a: Tensor, z_b: Tensor, labels: Tensor | None = None) -> Tensor:
         """The loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d)."""

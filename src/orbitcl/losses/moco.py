@@ -152,6 +152,7 @@ class MoCoLoss(Loss):
     formula: ClassVar[str] = "orbitcl.losses.moco.moco"
 
     needs = Needs(momentum_keys=True, key_queue=True)
+    contrasts_negatives: ClassVar[bool] = True  # the queue's keys
 
     def __init__(
         self,
