@@ -66,20 +66,28 @@ def two_view_step(loss_fn, z_a, z_b):
     return run
 
 
-def predicted_step(loss_fn, predictor, z_a, z_b, targets, ema=None):
+def predicted_step(loss_fn, predictor, z_a, z_b, targets, after=None):
     """The predictor on both views' projections, the loss against ``targets`` (z itself for
-    SimSiam, the EMA network's keys for BYOL), backward, and the EMA update if any."""
-    step = iter(range(10**9))
+    SimSiam, the EMA network's keys for BYOL), backward, then ``after()`` (BYOL's EMA update)."""
 
     def run():
         z_a.grad = z_b.grad = None
         predictor.zero_grad(set_to_none=True)
         p_a, p_b = predictor(torch.cat([z_a, z_b])).chunk(2)  # 2 x (B, d)
         loss_fn(p_a, p_b, *targets).backward()
-        if ema is not None:
-            k = next(step)
-            ema.momentum = cosine_momentum(0.996, k, 10**4)  # BYOL's schedule: a host float
-            ema.update(*ema.online)
+        if after is not None:
+            after()
+
+    return run
+
+
+def ema_update(ema: MomentumEncoder, encoder, projector, total_steps: int = 10**4):
+    """One EMA step per call at BYOL's cosine rate of the next optimiser step (a host float)."""
+    steps = iter(range(10**9))
+
+    def run():
+        ema.momentum = cosine_momentum(0.996, next(steps), total_steps)
+        ema.update(encoder, projector)
 
     return run
 
@@ -102,10 +110,10 @@ def main() -> None:
     fns["simsiam"] = predicted_step(SimSiamLoss(), simsiam_head, z_a, z_b, (z_a, z_b))
     byol_head = MLPProjector(d, PREDICTOR_HIDDEN["byol"], d, num_layers=2)
     ema = MomentumEncoder(encoder, projector, 0.996)
-    ema.online = (encoder, projector)
     with torch.no_grad():
         keys = ema(torch.cat(views)).chunk(2)  # 2 x (B, d): the target network's, once
-    fns["byol"] = predicted_step(BYOLLoss(), byol_head, z_a, z_b, keys, ema)
+    update = ema_update(ema, encoder, projector)
+    fns["byol"] = predicted_step(BYOLLoss(), byol_head, z_a, z_b, keys, update)
 
     times = median_times(fns, repeats=args.repeats, warmup=2)
     n_params = sum(p.numel() for p in [*encoder.parameters(), *projector.parameters()])
