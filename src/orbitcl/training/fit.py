@@ -136,6 +136,11 @@ def _predictor(model: DictConfig, loss, projector):
             f"model.predictor is missing: loss={type(loss).__name__} needs a predictor head "
             "(add model/predictor=simsiam or model/predictor=byol)"
         )
+    if not isinstance(getattr(projector, "out_dim", None), int):
+        raise ConfigError(
+            f"model.projector ({type(projector).__name__}) is invalid with model.predictor: the "
+            "predictor's in_dim is the projector's out_dim, and it has no integer out_dim"
+        )
     return build("model.predictor", node, in_dim=projector.out_dim)
 
 

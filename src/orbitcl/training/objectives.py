@@ -1,8 +1,9 @@
 """How a loss takes part in a training step: what it is given, and what it does after.
 
 A loss declares what it needs (``orbitcl.losses.base.Needs``): class labels, keys from a momentum
-encoder, the training-set size. ``objective_for`` reads that once, when the module is built, and
-returns the strategy that serves it, so that the training step never asks a loss what it is:
+encoder, a predictor head, the training-set size. ``objective_for`` reads that once, when the
+module is built, and returns the strategy that serves it, so that the training step never asks a
+loss what it is:
 
 - ``Objective``: the loss on every pair of views, with the batch's labels if it needs them.
 - ``PredictorObjective`` (SimSiam): a predictor's outputs of each view's projections against
