@@ -11,6 +11,18 @@ from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.gather import gather_views
 from orbitcl.parallel import collectives
 
+# How a momentum (EMA) encoder's rate moves over training (orbitcl.training.momentum):
+# constant (MoCo's), or BYOL's cosine from the base rate to 1.
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+
+def check_momentum_schedule(momentum_schedule: str) -> None:
+    if momentum_schedule not in MOMENTUM_SCHEDULES:
+        raise ValueError(
+            f"momentum_schedule={momentum_schedule!r} is invalid: must be one of "
+            f"{', '.join(MOMENTUM_SCHEDULES)}"
+        )
+
 
 @dataclass(frozen=True)
 class Needs:
@@ -25,7 +37,8 @@ class Needs:
     # training images of the classes (X-CLR's class_similarity="class_means")
     class_similarity: bool = False
     # forward(z_a, z_b, k_a, k_b): the keys of the same views from EMA copies of encoder and
-    # projector (with `momentum` and, if it has one, `momentum_schedule`)
+    # projector, at the loss's `momentum` following its `momentum_schedule` (constant if it has
+    # none)
     momentum_keys: bool = False
     key_queue: bool = False  # with momentum_keys: enqueue(keys) after a finite step (MoCo)
     # forward(p_a, p_b, t_a, t_b): a predictor's outputs of the projections of each view
