@@ -2,8 +2,9 @@
 
 A step is what the loss adds to a training step: forward + backward of the loss on MNIST
 conv_small projections of the default batch (256 images x 2 views, d = 128, float32, CPU), and
-where the method has them the predictor's forward + backward (SimSiam's 128 -> 32 -> 128, BYOL's
-128 -> 256 -> 128, ``model.predictor``) and BYOL's EMA update of the target encoder and projector
+where the method has them the predictor's forward + backward (``model.predictor`` from the loss's
+config: SimSiam's 128 -> 32 -> 128, BYOL's 128 -> 256 -> 128) and BYOL's EMA update at its cosine
+rate of the target encoder and projector
 (``orbitcl.training.momentum.MomentumEncoder``, conv_small's 0.3 M parameters). The projections
 are conv_small's (seed 0) of one fixed MNIST batch of views; BYOL's targets are the EMA copy's
 projections of the same views, computed once: the target network's forward pass is an encoder
@@ -24,17 +25,13 @@ from hydra.utils import instantiate
 from timing import median_times, report
 
 from orbitcl import CONF_DIR
-from orbitcl.models import MLPProjector
-from orbitcl.training.momentum import MomentumEncoder, cosine_momentum
+from orbitcl.training.momentum import MomentumEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 TARGET = 1.3  # a loss's step / NT-Xent's
 TWO_VIEW = ("vicreg", "barlow_twins", "npair", "lifted")  # loss(z_a, z_b), as NT-Xent
 PREDICTED = ("simsiam", "byol")  # loss(p_a, p_b, targets_a, targets_b)
-# The predictors' widths (model/predictor/{simsiam,byol}.yaml): SimSiam's bottleneck of a
-# quarter of the width, BYOL's the projector's own hidden width.
-PREDICTOR_HIDDEN = {"simsiam": 32, "byol": 256}
 
 
 def config(loss: str):
@@ -82,12 +79,11 @@ def predicted_step(loss_fn, predictor, z_a, z_b, targets, after=None):
 
 
 def ema_update(ema: MomentumEncoder, encoder, projector, total_steps: int = 10**4):
-    """One EMA step per call at BYOL's cosine rate of the next optimiser step (a host float)."""
+    """One EMA step per call at the rate of the next optimiser step (a host float)."""
     steps = iter(range(10**9))
 
     def run():
-        ema.momentum = cosine_momentum(0.996, next(steps), total_steps)
-        ema.update(encoder, projector)
+        ema.update(encoder, projector, ema.rate(next(steps), total_steps))
 
     return run
 
@@ -103,17 +99,16 @@ def main() -> None:
     fns = {"ntxent": two_view_step(instantiate(base.loss), z_a, z_b)}
     for name in TWO_VIEW:
         fns[name] = two_view_step(instantiate(config(name).loss), z_a, z_b)
-    from orbitcl.losses import BYOLLoss, SimSiamLoss
-
     torch.manual_seed(1)
-    simsiam_head = MLPProjector(d, PREDICTOR_HIDDEN["simsiam"], d, num_layers=2)
-    fns["simsiam"] = predicted_step(SimSiamLoss(), simsiam_head, z_a, z_b, (z_a, z_b))
-    byol_head = MLPProjector(d, PREDICTOR_HIDDEN["byol"], d, num_layers=2)
-    ema = MomentumEncoder(encoder, projector, 0.996)
+    simsiam, byol = config("simsiam"), config("byol")  # each brings its model.predictor
+    head = instantiate(simsiam.model.predictor, in_dim=d)
+    fns["simsiam"] = predicted_step(instantiate(simsiam.loss), head, z_a, z_b, (z_a, z_b))
+    loss = instantiate(byol.loss)
+    ema = MomentumEncoder(encoder, projector, loss.momentum, loss.momentum_schedule)
     with torch.no_grad():
         keys = ema(torch.cat(views)).chunk(2)  # 2 x (B, d): the target network's, once
-    update = ema_update(ema, encoder, projector)
-    fns["byol"] = predicted_step(BYOLLoss(), byol_head, z_a, z_b, keys, update)
+    head = instantiate(byol.model.predictor, in_dim=d)
+    fns["byol"] = predicted_step(loss, head, z_a, z_b, keys, ema_update(ema, encoder, projector))
 
     times = median_times(fns, repeats=args.repeats, warmup=2)
     n_params = sum(p.numel() for p in [*encoder.parameters(), *projector.parameters()])

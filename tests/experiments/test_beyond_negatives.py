@@ -9,6 +9,8 @@ from orbitcl.experiments.sweep import SweepReport
 CLASSES = {
     "ntxent": "NTXentLoss",
     "orl": "ORLLoss",
+    "simsiam": "SimSiamLoss",
+    "byol": "BYOLLoss",
     "vicreg": "VICRegLoss",
     "barlow_twins": "BarlowTwinsLoss",
 }
@@ -45,3 +47,6 @@ def test_every_job_composes_and_the_study_is_valid(train_config, tmp_path):
             "bf16-mixed",
         )
         assert cfg.callbacks.umap is None and cfg.callbacks.collapse.n_images == 500
+        # SimSiam and BYOL bring their predictors (model.predictor), the others none.
+        widths = {"simsiam": 32, "byol": 256}
+        assert cfg.model.get("predictor", {}).get("hidden_dim") == widths.get(name)
