@@ -43,7 +43,7 @@ def test_every_job_composes_and_the_study_is_valid(train_config, tmp_path):
         assert cfg.dataset._target_ == "orbitcl.data.MNISTDataModule" and cfg.seed == 1
         assert (cfg.dataset.batch_size, cfg.trainer.max_steps, cfg.trainer.precision) == (
             64,
-            400,
+            200,
             "bf16-mixed",
         )
         assert cfg.callbacks.umap is None and cfg.callbacks.collapse.n_images == 500
