@@ -37,6 +37,7 @@ NO_DIAGNOSTICS = [
     "callbacks.similarity=null",
     "callbacks.class_geometry=null",
     "callbacks.spectrum=null",
+    "callbacks.collapse=null",
 ]
 
 
@@ -137,6 +138,10 @@ def test_csv_run_logs_every_diagnostic_and_writes_the_plots(run):
     assert 0 <= last["classes/simplex_deviation"] <= 1 + 1 / 9
     for name in ["spectrum/rankme", "spectrum/encoder/lidar", "classes/nc1"]:
         assert len(metric_rows(run_dir, name)) == 2, name  # callbacks.spectrum, one per validation
+    for name in ["collapse/std", "collapse/encoder/std"]:
+        assert len(metric_rows(run_dir, name)) == 2, name  # callbacks.collapse, one per validation
+    # Unit vectors in d = 128: at most 1/sqrt(d) (metrics.collapse); NT-Xent does not collapse.
+    assert 0.2 / 128**0.5 < metric_rows(run_dir, "collapse/std")[-1][1] <= 1.01 / 128**0.5
     assert pngs(run_dir) == [  # callbacks.umap=null: no UMAP
         "class_geometry_step000005.png",
         "class_geometry_step000010.png",
@@ -159,7 +164,7 @@ def test_diagnostics_switch_off_and_never_change_training(run):
     assert not (off / "plots").exists()
     header = (off / "metrics.csv").read_text().splitlines()[0]
     assert "val/knn_acc" in header and "tension" not in header and "orbit" not in header
-    assert "similarity" not in header and "spectrum" not in header
+    assert "similarity" not in header and "spectrum" not in header and "collapse" not in header
     weights = [
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         for run_dir in (on, off)

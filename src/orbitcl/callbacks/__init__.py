@@ -1,6 +1,7 @@
 """Diagnostics during training, one concern per callback: the tension of negatives, orbit
 geometry and class geometry at each validation, similarities of positives and negatives,
-UMAP pictures of orbits, the spectrum of the representation (rank, collapse, classes), and the
+UMAP pictures of orbits, the spectrum of the representation (rank, collapse, classes), the
+standard deviation of the normalised embeddings (collapse of methods without negatives), and the
 online linear classifier. The names of what they log are in
 ``names``.
 
@@ -11,6 +12,7 @@ import importlib
 
 _WHERE = {
     "ClassGeometry": "orbitcl.callbacks.class_geometry",
+    "CollapseMonitor": "orbitcl.callbacks.collapse",
     "OnlineLinearClassifier": "orbitcl.callbacks.online_linear",
     "OrbitDiagnostics": "orbitcl.callbacks.orbit",
     "SimilarityStatistics": "orbitcl.callbacks.similarity",
@@ -21,6 +23,7 @@ _WHERE = {
 
 __all__ = [
     "ClassGeometry",
+    "CollapseMonitor",
     "OnlineLinearClassifier",
     "OrbitDiagnostics",
     "SimilarityStatistics",

@@ -61,6 +61,15 @@ def similarity_metric(statistic: str, batch: bool = False) -> str:
 
 NEG_CROSS_VAR = similarity_metric("neg_cross_var")
 
+
+# CollapseMonitor (callbacks.collapse): metrics.collapse.collapse_std per embedding space.
+def collapse_metric(name: str, space: str = "projector") -> str:
+    """``collapse/std``, ``collapse/encoder/std``"""
+    return f"collapse/{name}" if space == "projector" else f"collapse/{space}/{name}"
+
+
+COLLAPSE_STD = collapse_metric("std")
+
 # ContrastiveModule, for the InfoNCE-type losses: log(K + 1) - loss, in nats (a bound).
 MI_LOWER_BOUND = "train/mi_lower_bound"
 

@@ -1,6 +1,6 @@
 """What a diagnostic needs from the data, checked once when training starts: a callback whose
 needs the datamodule does not meet is left out with one log line, instead of failing at its
-first validation.
+first validation. And what the tension diagnostics need from the loss (``tension_applies``).
 
 Each callback declares a class attribute `needs = DataNeeds(...)`; the datamodule says what it
 provides with `offers()` (`orbitcl.data.MultiViewDataModule`): for each field of `DataNeeds`,
@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from lightning.pytorch.utilities import rank_zero_only
+
+from orbitcl.losses.base import Loss
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +70,21 @@ def usable_callbacks(callbacks: Iterable[tuple[str, object]], datamodule) -> lis
             datamodule,
         )
     ]
+
+
+def tension_applies(what: str, loss) -> bool:
+    """Whether the tension diagnostic `what` (e.g. "callbacks.tension (TensionMonitor)") has
+    something to measure for `loss`: ORL's tension weighs an anchor's negatives, so with a loss
+    that contrasts none (``Loss.contrasts_negatives``: SimSiam, BYOL, VICReg, Barlow Twins) it
+    is left out, and one log line (rank zero) names the loss. A loss module from outside
+    orbitcl is measured, as before this check."""
+    if not isinstance(loss, Loss) or loss.contrasts_negatives:
+        return True
+    if rank_zero_only.rank == 0:
+        log.warning(
+            "%s left out: the tension is ORL's weight of an anchor's negatives (docs/orl.md), "
+            "and the loss %s contrasts no negatives",
+            what,
+            loss.__class__.__name__,
+        )
+    return False

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import save_plot
-from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.callbacks.requirements import DataNeeds, tension_applies
 from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.data.stats import class_mean_cosines
 from orbitcl.metrics import spectrum
@@ -47,7 +47,9 @@ class SpectrumDiagnostics(L.Callback):
     far, goes to ``plots/spectrum_stepNNNNNN.png`` (dashboards: ``spectrum/collapse_plot``).
 
     Without class labels the label parts are skipped with one log line; without test images the
-    whole callback is. One forward pass over A (K + 1) images per validation, rank zero only.
+    whole callback is. With a loss that contrasts no negatives (SimSiam, BYOL, VICReg, Barlow
+    Twins) the class tension, ORL's, is left out with one log line when training starts. One
+    forward pass over A (K + 1) images per validation, rank zero only.
     """
 
     # The test split's orbits; class labels are optional (without them only classes/nc1,
@@ -84,8 +86,14 @@ class SpectrumDiagnostics(L.Callback):
         self._n_classes = 0
         self._image_cosines: Tensor | None = None
         self._disabled = False
+        self._class_tension: bool | None = None  # for the module's loss: decided at setup
         self.steps: list[int] = []
         self.history: dict[str, list[Tensor]] = {space: [] for space in SPACES}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self._class_tension is None:  # setup runs again for a validation after fit
+            what = "the class tension of SpectrumDiagnostics (classes/tension_*, share_*)"
+            self._class_tension = tension_applies(what, pl_module.loss)
 
     def orbits(self, trainer: L.Trainer) -> Orbits | None:
         """The fixed orbits of test images, drawn at the first call; None without test images."""
@@ -156,8 +164,8 @@ class SpectrumDiagnostics(L.Callback):
                 )
                 for name, value in nc2(anchors, orbits.labels, self._n_classes).items():
                     metrics[names.class_metric(name, space)] = value
-        if self._n_classes >= 2:
-            metrics |= self._class_tension(trainer, spaces, orbits.labels)
+        if self._n_classes >= 2 and self._class_tension is not False:
+            metrics |= self._class_tensions(trainer, spaces, orbits.labels)
         for name, value in metrics.items():
             pl_module.log(name, value, rank_zero_only=True)
         title = f"normalised log singular values of {len(orbits.labels)} x {self.n_views} views"
@@ -167,7 +175,7 @@ class SpectrumDiagnostics(L.Callback):
     def _all_classes(self, labels: Tensor) -> bool:
         return len(labels.unique()) == self._n_classes
 
-    def _class_tension(self, trainer, spaces, labels: Tensor) -> dict[str, float]:
+    def _class_tensions(self, trainer, spaces, labels: Tensor) -> dict[str, float]:
         """The class tension matrices, their rank correlations, and their heatmap."""
         _, views = spaces["projector"]
         result = class_tension(

@@ -5,7 +5,7 @@ import torch
 
 from orbitcl.callbacks import names
 from orbitcl.callbacks.outputs import log_histogram, log_scalars, save_plot
-from orbitcl.callbacks.requirements import DataNeeds
+from orbitcl.callbacks.requirements import DataNeeds, tension_applies
 from orbitcl.checks.numbers import require_int
 from orbitcl.losses import functional
 from orbitcl.metrics import geometry
@@ -19,11 +19,15 @@ class TensionMonitor(L.Callback):
     `tension/hist`. At the end of each training epoch, the histogram of the epoch's last batch
     goes to `plots/tension_stepNNNNNN.png` (and W&B image `tension/hist_plot`).
 
-    Tension is defined for any pair of views, so this works with any loss: with NT-Xent it shows
-    what ORL *would* weight. It reads the detached projections that
-    `ContrastiveModule.training_step` returns (first two views), so it costs one (2N, 2N)
-    elementwise pass on a Gram matrix, no forward pass. Rank zero only; under DDP it measures
-    rank zero's share of the global batch (the loss itself sees all of it).
+    Tension is defined for any pair of views, so this works with any loss that contrasts
+    negatives: with NT-Xent it shows what ORL *would* weight. A loss without negatives (SimSiam,
+    BYOL, VICReg, Barlow Twins) has nothing for it to weigh: the monitor then says so once, when
+    training starts, and measures nothing (``requirements.tension_applies``).
+
+    It reads the detached projections that `ContrastiveModule.training_step` returns (first two
+    views), so it costs one (2N, 2N) elementwise pass on a Gram matrix, no forward pass. Rank
+    zero only; under DDP it measures rank zero's share of the global batch (the loss itself sees
+    all of it).
     """
 
     needs = DataNeeds()  # the training batch alone: runs on any data
@@ -37,13 +41,18 @@ class TensionMonitor(L.Callback):
         self.bins = bins
         self._last_projections: tuple[torch.Tensor, torch.Tensor] | None = None
         self._last_logged_step = -1
+        self._applies: bool | None = None  # to the module's loss: decided once, at setup
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self._applies is None:  # setup runs again for a validation after fit: one line
+            self._applies = tension_applies("the tension monitor (TensionMonitor)", pl_module.loss)
 
     def _negatives(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return geometry.tension_negatives(functional.tension(z_a, z_b, self.t_min))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or self._applies is False:
             return
         z_a, z_b = outputs["projections"][:2]  # (B, d) each, detached
         self._last_projections = (z_a, z_b)  # references only: the epoch-end plot uses them

@@ -69,6 +69,7 @@ class BarlowTwinsLoss(ContrastiveLoss):
         "Redundancy Reduction"
     )
     formula: ClassVar[str] = "orbitcl.losses.barlow_twins.barlow_twins"
+    contrasts_negatives: ClassVar[bool] = False  # two views' statistics, no negatives
 
     def __init__(
         self, lambda_: float = 5e-3, eps: float = 1e-5, gather_distributed: bool = False

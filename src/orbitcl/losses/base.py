@@ -2,6 +2,7 @@
 for two-view losses, gathering under DDP, then the loss's own formula."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -9,6 +10,18 @@ from orbitcl.losses import kernels
 from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.gather import gather_views
 from orbitcl.parallel import collectives
+
+# How a momentum (EMA) encoder's rate moves over training (orbitcl.training.momentum):
+# constant (MoCo's), or BYOL's cosine from the base rate to 1.
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+
+def check_momentum_schedule(momentum_schedule: str) -> None:
+    if momentum_schedule not in MOMENTUM_SCHEDULES:
+        raise ValueError(
+            f"momentum_schedule={momentum_schedule!r} is invalid: must be one of "
+            f"{', '.join(MOMENTUM_SCHEDULES)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,8 @@ class Needs:
     # training images of the classes (X-CLR's class_similarity="class_means")
     class_similarity: bool = False
     # forward(z_a, z_b, k_a, k_b): the keys of the same views from EMA copies of encoder and
-    # projector (with `momentum` and, if it has one, `momentum_schedule`)
+    # projector, at the loss's `momentum` following its `momentum_schedule` (constant if it has
+    # none)
     momentum_keys: bool = False
     key_queue: bool = False  # with momentum_keys: enqueue(keys) after a finite step (MoCo)
     # forward(p_a, p_b, t_a, t_b): a predictor's outputs of the projections of each view
@@ -39,6 +53,11 @@ class Loss(nn.Module):
     on by the module when the world size is > 1) makes it see the embeddings of all ranks."""
 
     needs = Needs()
+    # Whether it contrasts each anchor's positive with negatives: what ORL's tension weighs, so
+    # the tension diagnostics (callbacks.tension, the spectrum's class tension) measure what ORL
+    # would weight in its place; a loss without negatives (SimSiam, BYOL, VICReg, Barlow Twins)
+    # has none for it to weigh, and they leave it out.
+    contrasts_negatives: ClassVar[bool] = False
 
     def __init__(self, gather_distributed: bool = False) -> None:
         super().__init__()
@@ -64,6 +83,8 @@ class ContrastiveLoss(Loss):
     the loss on the global batch (``orbitcl.losses.gather``). Every rank must pass the same N.
     ``ContrastiveModule`` switches it on when the world size is > 1.
     """
+
+    contrasts_negatives: ClassVar[bool] = True  # the other images of the batch
 
     def forward(self, z_a: Tensor, z_b: Tensor, labels: Tensor | None = None) -> Tensor:
         """The loss (a scalar) for projector outputs ``z_a``, ``z_b`` of shape (N, d)."""

@@ -9,7 +9,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from orbitcl.checks.numbers import require_in
-from orbitcl.losses.base import Loss, Needs
+from orbitcl.losses.base import Loss, Needs, check_momentum_schedule
 from orbitcl.losses.simsiam import check_pairs, mean_cosine
 
 
@@ -58,11 +58,7 @@ class BYOLLoss(Loss):
     ) -> None:
         super().__init__(gather_distributed)
         require_in("momentum", momentum, 0, 1, "[)")
-        if momentum_schedule not in ("cosine", "constant"):
-            raise ValueError(
-                f"momentum_schedule={momentum_schedule!r} is invalid: must be 'cosine' or "
-                "'constant'"
-            )
+        check_momentum_schedule(momentum_schedule)
         self.momentum = momentum
         self.momentum_schedule = momentum_schedule
 

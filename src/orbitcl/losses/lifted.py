@@ -48,10 +48,14 @@ def lifted_structured(
     ids = torch.arange(len(z_a), device=z.device) if labels is None else labels
     ids = ids.repeat(2)  # (2N,): image (or class) of each row
     same = ids[:, None] == ids[None, :]  # (2N, 2N)
-    positive = same.triu(diagonal=1)  # each unordered pair once, no self-pairs
     dist = distances(z)  # (2N, 2N)
     # (2N,): log sum_{k in N(i)} exp(margin - D_ik), -inf where masked out
     lse = torch.logsumexp(torch.where(same, -torch.inf, margin - dist), dim=1)
+    if labels is None:  # P: the N pairs (i, N + i), J only there, not over all (2N)^2 pairs
+        n = len(z_a)
+        j = torch.logaddexp(lse[:n], lse[n:]) + dist[:n, n:].diagonal()  # (N,)
+        return j.clamp_min(0).square().sum() / (2 * n)
+    positive = same.triu(diagonal=1)  # each unordered pair once, no self-pairs
     j = torch.logaddexp(lse[:, None], lse[None, :]) + dist  # (2N, 2N)
     hinge = torch.where(positive, j.clamp_min(0).square(), 0.0)
     return hinge.sum() / (2 * positive.sum())

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from orbitcl.checks.numbers import require_in, require_int
 from orbitcl.losses import kernels
-from orbitcl.losses.base import Loss, Needs
+from orbitcl.losses.base import Loss, Needs, check_momentum_schedule
 from orbitcl.losses.functional import check_t_min, check_temperature
 from orbitcl.losses.kernels.precision import gram_ieee
 from orbitcl.parallel import collectives
@@ -139,7 +139,8 @@ class MoCoLoss(Loss):
 
     ``needs.momentum_keys`` asks the training step for the keys: ``orbitcl.training.objectives``
     builds the momentum encoder with this loss's ``momentum``, updates it after every optimiser
-    step and calls ``enqueue``.
+    step (at the constant rate ``momentum``, MoCo's; ``momentum_schedule="cosine"`` moves it
+    to 1 over training as BYOL does) and calls ``enqueue``.
     The loss itself needs no gathering: each query's term depends on its own q, k and the shared
     queue, so the mean of the ranks' losses is the global batch's.
     """
@@ -152,6 +153,7 @@ class MoCoLoss(Loss):
     formula: ClassVar[str] = "orbitcl.losses.moco.moco"
 
     needs = Needs(momentum_keys=True, key_queue=True)
+    contrasts_negatives: ClassVar[bool] = True  # the queue's keys
 
     def __init__(
         self,
@@ -159,6 +161,7 @@ class MoCoLoss(Loss):
         temperature: float = 0.2,
         queue_size: int = 4096,
         momentum: float = 0.99,
+        momentum_schedule: str = "constant",
         symmetric: bool = True,
         tension: bool = False,
         t_min: float = 1e-6,
@@ -168,10 +171,12 @@ class MoCoLoss(Loss):
         require_int("dim", dim, 1)
         require_int("queue_size", queue_size, 1)
         require_in("momentum", momentum, 0, 1, "[)")
+        check_momentum_schedule(momentum_schedule)
         check_temperature(temperature)
         check_t_min(t_min)
         self.temperature = temperature
         self.momentum = momentum
+        self.momentum_schedule = momentum_schedule
         self.symmetric = symmetric
         self.tension = tension
         self.t_min = t_min
@@ -204,6 +209,7 @@ class MoCoLoss(Loss):
         return (
             f"dim={self.queue.shape[1]}, temperature={self.temperature}, "
             f"queue_size={len(self.queue)}, momentum={self.momentum}, "
+            f"momentum_schedule={self.momentum_schedule}, "
             f"symmetric={self.symmetric}, tension={self.tension}, t_min={self.t_min}, "
             f"gather_distributed={self.gather_distributed}"
         )

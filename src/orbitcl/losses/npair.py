@@ -52,10 +52,12 @@ class NPairLoss(ContrastiveLoss):
 
     The embeddings are the projector outputs, un-normalised, as in the paper; the L2 penalty
     keeps their norms (and so the softmax's sharpness) in check. Its weight ``l2_weight`` and
-    the factor 1/4 are those of TensorFlow's ``npairs_loss`` (``reg_lambda = 0.002``), which
-    follows the paper; the paper does not fix the value. One-sided like the paper's (view a
-    anchors). Under DDP (``gather_distributed``) every rank computes the global batch's loss
-    on the gathered views.
+    the factor 1/4 are those of TensorFlow's ``npairs_loss`` (``0.25 * reg_lambda`` times the
+    sum of the two views' mean squared norms, ``reg_lambda = 0.002`` by default; Paddle's
+    ``npair_loss`` has the same ``l2_reg = 0.002``). pytorch-metric-learning's ``NPairsLoss``
+    has no penalty of its own (its ``embedding_regularizer`` adds one, with no paper value).
+    One-sided like the paper's (view a anchors). Under DDP (``gather_distributed``) every rank
+    computes the global batch's loss on the gathered views.
     """
 
     paper: ClassVar[str] = (

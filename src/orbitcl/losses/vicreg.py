@@ -93,6 +93,7 @@ class VICRegLoss(ContrastiveLoss):
         "for Self-Supervised Learning"
     )
     formula: ClassVar[str] = "orbitcl.losses.vicreg.vicreg"
+    contrasts_negatives: ClassVar[bool] = False  # two views' statistics, no negatives
 
     def __init__(
         self,

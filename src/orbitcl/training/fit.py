@@ -32,6 +32,7 @@ from orbitcl.training.labels import (
 )
 from orbitcl.training.module import ContrastiveModule
 from orbitcl.training.nonfinite import NonFiniteLossError
+from orbitcl.training.objectives import needs_of
 from orbitcl.training.resume import (
     ConfigSnapshot,
     check_resumable,
@@ -55,6 +56,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     datamodule = build("dataset", cfg.dataset)
     encoder = build("model.encoder", cfg.model.encoder)
     projector = build("model.projector", cfg.model.projector, in_dim=encoder.out_dim)
+    predictor = _predictor(cfg.model, loss, projector)
     terms = {"loss": loss} | {f"aux.{name}.loss": term for name, (_, term) in aux.items()}
     check_labels(datamodule, terms)  # before any data is read
     optimizer = build("optim.optimizer", cfg.optim.optimizer)
@@ -70,6 +72,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             on_nonfinite_loss=cfg.on_nonfinite_loss,
             aux=aux,
             lr_scaling=lr_scaling,
+            predictor=predictor,
             **cfg.eval,
         )
     except ValueError as err:  # its arguments are top-level keys but for optim.lr_scaling
@@ -122,6 +125,27 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if trainer.is_global_zero and names.KNN_ACC in metrics:
         print(f"kNN accuracy ({cfg.eval.knn_k}-NN, {split}): {float(metrics[names.KNN_ACC]):.4f}")
     return last.final(trainer)
+
+
+def _predictor(model: DictConfig, loss, projector):
+    """The predictor head from `model.predictor` (its in_dim: the projector's out_dim) if the
+    loss needs one (SimSiam, BYOL: their configs bring it), else None."""
+    node = model.get("predictor")
+    if not needs_of(loss).predictor:
+        if node is not None:
+            log.info("model.predictor is not used: loss=%s needs none", type(loss).__name__)
+        return None
+    if node is None:
+        raise ConfigError(
+            f"model.predictor is missing: loss={type(loss).__name__} needs a predictor head "
+            "(add model/predictor=simsiam or model/predictor=byol)"
+        )
+    if not isinstance(getattr(projector, "out_dim", None), int):
+        raise ConfigError(
+            f"model.projector ({type(projector).__name__}) is invalid with model.predictor: the "
+            "predictor's in_dim is the projector's out_dim, and it has no integer out_dim"
+        )
+    return build("model.predictor", node, in_dim=projector.out_dim)
 
 
 def _auxiliary_terms(node: DictConfig | None) -> dict:

@@ -30,8 +30,10 @@ class ContrastiveModule(L.LightningModule):
 
     Every component arrives built (Hydra's `_target_`); the module reads no config. With V > 2
     views per image the loss is averaged over all V*(V-1)/2 pairs of views. What a loss needs
-    beyond the views (class labels for SupCon, momentum keys for MoCo) it declares
-    (`orbitcl.losses.base.Needs`); `orbitcl.training.objectives` serves it, chosen once here.
+    beyond the views (class labels for SupCon, momentum keys for MoCo, a predictor for SimSiam,
+    both for BYOL) it declares (`orbitcl.losses.base.Needs`); `orbitcl.training.objectives`
+    serves it, chosen once here. `predictor` (built from `model.predictor`) is given when the
+    loss needs one; its parameters are the module's (optimiser, state dict).
 
     `aux` adds weighted auxiliary terms, `{name: (weight, loss)}`: the objective is
     `loss + sum(weight * aux_loss)` on every pair of views. `train/loss` logs the objective;
@@ -69,12 +71,14 @@ class ContrastiveModule(L.LightningModule):
         on_nonfinite_loss: str = "stop",
         aux: dict[str, tuple[float, nn.Module]] | None = None,
         lr_scaling: str = "none",
+        predictor: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.projector = projector
         self.loss = loss
-        self.objective = objective_for(loss, encoder, projector)
+        # The predictor, if the loss needs one, lives in the objective (objective.predictor.*).
+        self.objective = objective_for(loss, encoder, projector, predictor=predictor)
         # K + 1 for a batch of N images, or None: decided once, not asked at every step.
         self._candidates = loss.candidates if isinstance(loss, Loss) else lambda n_images: None
         aux = aux or {}  # the weights were checked where they were built (training.fit)
@@ -113,7 +117,15 @@ class ContrastiveModule(L.LightningModule):
             for loss in self._gathering:
                 loss.gather_distributed = True
 
+    @property
+    def predictor(self) -> nn.Module | None:
+        """The predictor head (SimSiam, BYOL), or None."""
+        return self.objective.predictor
+
     def on_train_start(self) -> None:
+        # The K of schedules over the run's optimiser steps (BYOL's EMA rate): trainer.max_steps,
+        # else the epochs' steps (inf for endless training).
+        self.objective.train_started(self.trainer.estimated_stepping_batches)
         # Losses whose default depends on the training set (VRN's target, -1/(k-1)) are told its
         # size k: the whole split, also under DDP, where the sampler shards it but the dataset is
         # whole.
@@ -225,7 +237,8 @@ class ContrastiveModule(L.LightningModule):
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)  # runs training_step, backward and the step
-        self.objective.optimizer_stepped(self.encoder, self.projector)
+        # global_step counts the completed steps: during this hook, the index of this one.
+        self.objective.optimizer_stepped(self.encoder, self.projector, self.global_step)
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = {}
