@@ -64,6 +64,8 @@ class SpectrumDiagnostics(L.Callback):
         t_min: float = 1e-6,
         knn_k: int = 20,
         knn_temperature: float = 0.1,
+        alpha_start: int = spectrum.ALPHA_START,
+        alpha_end: int = spectrum.ALPHA_END,
     ):
         super().__init__()
         require_int("n_anchors", n_anchors, 2)
@@ -72,6 +74,8 @@ class SpectrumDiagnostics(L.Callback):
         require_in("temperature", temperature, 0, math.inf, "()")  # ORL's, for the tension
         require_in("t_min", t_min, 0, 1, "(]")
         require_in("knn_temperature", knn_temperature, 0, math.inf, "()")
+        require_int("alpha_start", alpha_start, 1)
+        require_int("alpha_end", alpha_end, alpha_start + 1)
         self.n_anchors = n_anchors
         self.n_views = n_views
         self.seed = seed
@@ -80,6 +84,7 @@ class SpectrumDiagnostics(L.Callback):
         self.t_min = t_min
         self.knn_k = knn_k
         self.knn_temperature = knn_temperature
+        self.alpha_range = alpha_start, alpha_end  # alpha-ReQ's fitted ranks, 1-based, inclusive
         self._orbits: Orbits | None = None
         self._n_classes = 0
         self._image_cosines: Tensor | None = None
@@ -147,7 +152,9 @@ class SpectrumDiagnostics(L.Callback):
         for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
             flat = views.flatten(0, 1)  # (A K, d)
             metrics[names.spectrum_metric("rankme", space)] = spectrum.rankme(flat)
-            metrics[names.spectrum_metric("alpha", space)] = spectrum.alpha_req(flat)
+            metrics[names.spectrum_metric("alpha", space)] = spectrum.alpha_req(
+                flat, *self.alpha_range
+            )
             metrics[names.spectrum_metric("lidar", space)] = spectrum.lidar(views)
             self.history[space].append(spectrum.normalised_log_spectrum(flat))
             if self._n_classes >= 2 and self._all_classes(orbits.labels):
