@@ -192,21 +192,26 @@ class SpectrumDiagnostics(L.Callback):
                 result.share, confusion
             ),
         }
+        anchors_axes = ("anchor's class c", "negative's class c'")
         panels = {
-            "mean tension T (ORL), projector": result.tension,
-            "softmax share of negatives (ORL logits)": result.share,
-            "kNN confusion (leave-one-out, encoder)": confusion,
+            "mean ORL tension T on the negatives (projector)": (result.tension, anchors_axes),
+            "softmax share of the negatives (ORL logits)": (result.share, anchors_axes),
+            "leave-one-out kNN confusion (encoder)": (confusion, ("true class", "predicted class")),
         }
         if self._image_cosines is not None:  # class labels on the training images
             metrics[names.class_metric("tension_image_cos_spearman")] = rank_correlation(
                 result.tension, self._image_cosines
             )
-            panels["cosine of class-mean training images"] = self._image_cosines
+            panels["cosine of the class-mean training images"] = (
+                self._image_cosines,
+                ("class c", "class c'"),
+            )
         step = trainer.global_step
         rho = metrics[names.class_metric("tension_confusion_spearman")]
         title = (
-            f"tension between classes, {len(labels)} test images x 2 views, step {step}; "
-            f"Spearman(tension, kNN confusion) over c != c' = {rho:.2f}"
+            f"Between classes: {len(labels)} test images x 2 views, step {step}.  "
+            f"Spearman(tension, kNN confusion) over c ≠ c' = {rho:.2f}.  "
+            "Colours span the off-diagonal entries; the outlined diagonal saturates."
         )
         fig = plots.class_matrices(panels, title)
         save_plot(trainer, fig, f"class_tension_step{step:06d}.png", "classes/tension_plot")
