@@ -59,3 +59,5 @@ def test_without_labels_only_the_label_parts_are_skipped(tmp_path, caplog):
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="n_views=1 is invalid"):
         SpectrumDiagnostics(n_views=1)
+    with pytest.raises(ValueError, match="alpha_end=6 is invalid"):
+        SpectrumDiagnostics(alpha_start=6, alpha_end=6)  # alpha-ReQ needs 2 ranks to fit

@@ -95,3 +95,103 @@ def test_bad_shapes_are_refused():
         spectrum.rankme(torch.zeros(1, 3))
     with pytest.raises(ValueError, match="anchors >= 2, views >= 2"):
         spectrum.lidar(torch.zeros(5, 1, 3))
+
+
+# Peers side by side. Neither stable-pretraining nor reptrix is installed; their formulas are
+# written out here from their sources, each difference of convention named and shown to be the
+# whole gap.
+
+
+def stable_pretraining_rankme(z: torch.Tensor) -> float:
+    """stable_pretraining/callbacks/rankme.py (RankMe.on_validation_batch_end): the singular
+    values of the embeddings as they are, ``p = s / sum(s) + 1e-5``."""
+    s = torch.linalg.svdvals(z)
+    p = s / s.sum() + 1e-5
+    return math.exp(-(p * p.log()).sum().item())
+
+
+def test_rankme_against_stable_pretraining():
+    g = torch.Generator().manual_seed(5)
+    z = (
+        torch.randn(300, 24, generator=g, dtype=torch.float64)
+        @ torch.randn(24, 24, generator=g, dtype=torch.float64)
+        + 20.0
+    )  # an offset: a mean direction that centring removes
+    centred = z - z.mean(0)
+    # the two conventions (centring, eps) are the whole gap
+    assert spectrum.rankme(z, eps=1e-5) == pytest.approx(
+        stable_pretraining_rankme(centred), rel=1e-10
+    )
+    assert abs(spectrum.rankme(z) - stable_pretraining_rankme(z)) > 1.0  # uncentred: not small
+    # reptrix's rankme takes the entropy of the eigenvalues sigma^2 (explained variance ratios),
+    # which weighs the leading directions more: a smaller rank on the same embeddings
+    sigma = spectrum.singular_values(z)
+    assert spectrum.spectral_entropy_rank(sigma.square(), 1e-7) < spectrum.rankme(z) - 1.0
+
+
+def stable_pretraining_lidar(views: torch.Tensor, delta=1e-4, eps=1e-8) -> float:
+    """stable_pretraining/callbacks/lidar.py (LiDAR._compute_lidar), in float64: the same
+    Sigma_b (1/(A-1)) and Sigma_w (1/(A(K-1)) + delta I), Sigma_w's eigenvalues clamped at eps,
+    the LDA eigenvalues at 0, and ``p = (lambda + eps) / sum(lambda + eps)``."""
+    a, k, d = views.shape
+    means = views.mean(1)
+    centred = means - means.mean(0)
+    sb = centred.T @ centred / (a - 1)
+    within = (views - means[:, None]).reshape(-1, d)
+    sw = within.T @ within / (a * (k - 1)) + delta * torch.eye(d, dtype=torch.float64)
+    w, v = torch.linalg.eigh(sw)
+    inv_sqrt = (v * w.clamp(min=eps).rsqrt()) @ v.T
+    lda = inv_sqrt @ sb @ inv_sqrt
+    lam = torch.linalg.eigvalsh((lda + lda.T) / 2).clamp(min=0.0)
+    p = (lam + eps) / (lam + eps).sum()
+    return math.exp(-(p * p.log()).sum().item())
+
+
+def test_lidar_against_stable_pretraining():
+    g = torch.Generator().manual_seed(6)
+    a, k, d = 40, 4, 16
+    views = torch.randn(a, 1, d, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
+        a, k, d, generator=g, dtype=torch.float64
+    )
+    peer = stable_pretraining_lidar(views)
+    ours = spectrum.lidar(views)
+    # the same delta and eps; only the normalisation of p differs, by O(d eps log eps)
+    assert ours == pytest.approx(peer, rel=1e-4)
+    assert ours != peer
+    # and that normalisation is the whole gap: with stable-pretraining's p, the same number
+    a_, k_, d_ = views.shape
+    means = views.mean(1)
+    sb = (means - means.mean(0)).T @ (means - means.mean(0)) / (a_ - 1)
+    within = (views - means[:, None]).reshape(-1, d_)
+    sw = within.T @ within / (a_ * (k_ - 1)) + 1e-4 * torch.eye(d_, dtype=torch.float64)
+    w, v = torch.linalg.eigh(sw)
+    inv_sqrt = (v * w.rsqrt()) @ v.T
+    lam = torch.linalg.eigvalsh(inv_sqrt @ sb @ inv_sqrt).clamp(min=0.0)
+    renormalised = spectrum.spectral_entropy_rank(lam + 1e-8, 0.0)  # p = (lam + eps) / sum
+    assert renormalised == pytest.approx(peer, rel=1e-10)
+
+
+def reptrix_alpha(eigen: torch.Tensor) -> float:
+    """reptrix/alpha.py (get_powerlaw with get_alpha's fit_range = np.arange(5, 100)), by the
+    alpha-ReQ authors: weighted least squares of log eigen on [-log k, 1] with weights 1/k over
+    k = 6 .. 100, solved by the normal equations."""
+    trange = torch.arange(5, 100)
+    y = eigen.abs().log()[trange][:, None]
+    k = (trange + 1).double()
+    x = torch.stack([-k.log(), torch.ones_like(k)], dim=1)
+    w = (1.0 / k)[:, None]
+    b = torch.linalg.solve(x.T @ (x * w), (w * x).T @ y).flatten()
+    return float(b[0])
+
+
+def test_alpha_req_against_the_authors_fit():
+    g = torch.Generator().manual_seed(7)
+    # not a power law: a random spectrum, so the range and the weights matter
+    z = torch.randn(400, 128, generator=g, dtype=torch.float64) * torch.rand(
+        128, generator=g, dtype=torch.float64
+    ).pow(3)
+    lam = spectrum.eigenvalues(z)
+    ratio = lam / lam.sum()  # reptrix fits PCA's explained variance ratios: the same slope
+    assert spectrum.alpha_req(z) == pytest.approx(reptrix_alpha(ratio), rel=1e-10)
+    # an unweighted fit over every rank, the convention before, gives another number
+    assert abs(spectrum.alpha_req(z, start=1, end=None) - reptrix_alpha(ratio)) > 0.01

@@ -56,3 +56,16 @@ def test_umap_panels_draw_one_panel_per_model():
     assert len(panels) == 2
     # 3 drawn orbits x 5 views: one line from the orbit's centre to each view.
     assert len(panels[0].lines) == 15
+
+
+def test_class_matrices_colour_the_off_diagonal_range_with_each_panels_axes():
+    confusion = torch.tensor([[0.9, 0.1, 0.0], [0.05, 0.8, 0.15], [0.0, 0.3, 0.7]])
+    fig = plots.class_matrices(
+        {"tension": confusion.T, "kNN": (confusion, ("true class", "predicted class"))}
+    )
+    ax_tension, ax_knn = fig.axes[:2]  # the panels; their colour bars follow
+    low, high = ax_knn.images[0].get_clim()
+    assert (low, high) == pytest.approx((0.0, 0.3))  # the diagonal (0.7 .. 0.9) saturates
+    assert (ax_knn.get_ylabel(), ax_knn.get_xlabel()) == ("true class", "predicted class")
+    assert ax_tension.get_xlabel() == plots.CLASS_AXES[1]
+    assert len(ax_knn.patches) == 3  # the diagonal outlined

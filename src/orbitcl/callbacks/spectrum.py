@@ -66,6 +66,8 @@ class SpectrumDiagnostics(L.Callback):
         t_min: float = 1e-6,
         knn_k: int = 20,
         knn_temperature: float = 0.1,
+        alpha_start: int = spectrum.ALPHA_START,
+        alpha_end: int = spectrum.ALPHA_END,
     ):
         super().__init__()
         require_int("n_anchors", n_anchors, 2)
@@ -74,6 +76,8 @@ class SpectrumDiagnostics(L.Callback):
         require_in("temperature", temperature, 0, math.inf, "()")  # ORL's, for the tension
         require_in("t_min", t_min, 0, 1, "(]")
         require_in("knn_temperature", knn_temperature, 0, math.inf, "()")
+        require_int("alpha_start", alpha_start, 1)
+        require_int("alpha_end", alpha_end, alpha_start + 1)
         self.n_anchors = n_anchors
         self.n_views = n_views
         self.seed = seed
@@ -82,6 +86,7 @@ class SpectrumDiagnostics(L.Callback):
         self.t_min = t_min
         self.knn_k = knn_k
         self.knn_temperature = knn_temperature
+        self.alpha_range = alpha_start, alpha_end  # alpha-ReQ's fitted ranks, 1-based, inclusive
         self._orbits: Orbits | None = None
         self._n_classes = 0
         self._image_cosines: Tensor | None = None
@@ -155,7 +160,9 @@ class SpectrumDiagnostics(L.Callback):
         for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
             flat = views.flatten(0, 1)  # (A K, d)
             metrics[names.spectrum_metric("rankme", space)] = spectrum.rankme(flat)
-            metrics[names.spectrum_metric("alpha", space)] = spectrum.alpha_req(flat)
+            metrics[names.spectrum_metric("alpha", space)] = spectrum.alpha_req(
+                flat, *self.alpha_range
+            )
             metrics[names.spectrum_metric("lidar", space)] = spectrum.lidar(views)
             self.history[space].append(spectrum.normalised_log_spectrum(flat))
             if self._n_classes >= 2 and self._all_classes(orbits.labels):
@@ -193,21 +200,26 @@ class SpectrumDiagnostics(L.Callback):
                 result.share, confusion
             ),
         }
+        anchors_axes = ("anchor's class c", "negative's class c'")
         panels = {
-            "mean tension T (ORL), projector": result.tension,
-            "softmax share of negatives (ORL logits)": result.share,
-            "kNN confusion (leave-one-out, encoder)": confusion,
+            "mean ORL tension T on the negatives (projector)": (result.tension, anchors_axes),
+            "softmax share of the negatives (ORL logits)": (result.share, anchors_axes),
+            "leave-one-out kNN confusion (encoder)": (confusion, ("true class", "predicted class")),
         }
         if self._image_cosines is not None:  # class labels on the training images
             metrics[names.class_metric("tension_image_cos_spearman")] = rank_correlation(
                 result.tension, self._image_cosines
             )
-            panels["cosine of class-mean training images"] = self._image_cosines
+            panels["cosine of the class-mean training images"] = (
+                self._image_cosines,
+                ("class c", "class c'"),
+            )
         step = trainer.global_step
         rho = metrics[names.class_metric("tension_confusion_spearman")]
         title = (
-            f"tension between classes, {len(labels)} test images x 2 views, step {step}; "
-            f"Spearman(tension, kNN confusion) over c != c' = {rho:.2f}"
+            f"Between classes: {len(labels)} test images x 2 views, step {step}.  "
+            f"Spearman(tension, kNN confusion) over c ≠ c' = {rho:.2f}.  "
+            "Colours span the off-diagonal entries; the outlined diagonal saturates."
         )
         fig = plots.class_matrices(panels, title)
         save_plot(trainer, fig, f"class_tension_step{step:06d}.png", "classes/tension_plot")

@@ -8,17 +8,23 @@ on the CPU: a validation-time diagnostic, not a hot path.
   Centring removes the mean direction, which on unit embeddings is a large sigma_1 that says
   where the cloud sits, not how it spreads.
 - ``rankme`` (Garrido et al. 2023): ``exp(-sum_k p_k log p_k)``, ``p_k = sigma_k / ||sigma||_1 +
-  eps`` with the paper's eps = 1e-7; the entropy of the *singular values* (the variant of Roy and
-  Vetterli's effective rank that RankMe uses), not of the eigenvalues sigma_k^2, which would
-  weigh the leading directions more and give a smaller rank.
+  eps``, the entropy of the *singular values* (Roy and Vetterli's effective rank, as the paper
+  defines RankMe), not of the eigenvalues sigma_k^2 (reptrix's variant), which weighs the
+  leading directions more and gives a smaller rank. eps = 1e-7 as in reptrix and stable-SSL's
+  first RankMe monitor; stable-pretraining's callback now adds 1e-5 and takes the singular
+  values of the embeddings as they are, uncentred.
 - ``alpha_req`` (Agrawal et al. 2022): the alpha of ``lambda_k ~ k^-alpha`` for the eigenvalues
-  ``lambda_k = sigma_k^2 / (M - 1)`` of the covariance, fitted by least squares of ``log lambda_k``
-  on ``log k`` over the ranks ``k = start .. end`` (default: 1 to the last eigenvalue above
-  ``floor * lambda_1``: the numerically zero tail, whose logs are rounding noise, is left out).
+  ``lambda_k = sigma_k^2 / (M - 1)`` of the covariance, fitted as the authors' code fits it
+  (reptrix's ``get_alpha``, after Stringer et al. 2019): least squares of ``log lambda_k`` on
+  ``log k`` weighted by ``1 / k``, over the ranks ``k = start .. end`` = 6 .. 100 by default,
+  leaving out the leading directions and the tail; ``end`` is cut to the last eigenvalue above
+  ``floor * lambda_1``, as the numerically zero tail's logs are rounding noise.
 - ``lidar`` (Thilak et al. 2024): RankMe's entropy applied to the eigenvalues of the LDA matrix
   ``Sigma_w^-1/2 Sigma_b Sigma_w^-1/2``, between the anchors' mean views (Sigma_b) relative to
-  the scatter of each anchor's views (Sigma_w + delta I), with the paper's delta = 1e-4 and
-  eps = 1e-8: how many directions separate images, beyond what augmentation moves them.
+  the scatter of each anchor's views (Sigma_w + delta I), with delta = 1e-4 and eps = 1e-8, the
+  defaults of stable-pretraining's LiDAR callback. That callback normalises ``(lambda + eps) /
+  sum(lambda + eps)`` where orbitcl keeps RankMe's ``lambda / sum(lambda) + eps``; the two differ
+  by O(d eps log eps), below 1e-4 of the value (tests/metrics/test_spectrum.py shows it).
 """
 
 import torch
@@ -26,9 +32,10 @@ from torch import Tensor
 
 from orbitcl.checks.numbers import require_int
 
-RANKME_EPS = 1e-7  # Garrido et al. 2023
-LIDAR_DELTA = 1e-4  # Thilak et al. 2024: Sigma_w's ridge
-LIDAR_EPS = 1e-8  # Thilak et al. 2024: in the entropy
+RANKME_EPS = 1e-7  # Garrido et al. 2023; the value of reptrix and of stable-SSL's first monitor
+LIDAR_DELTA = 1e-4  # Thilak et al. 2024: Sigma_w's ridge (stable-pretraining's default)
+LIDAR_EPS = 1e-8  # Thilak et al. 2024: in the entropy (stable-pretraining's default)
+ALPHA_START, ALPHA_END = 6, 100  # the ranks fitted by the alpha-ReQ authors' code
 ALPHA_FLOOR = 1e-12  # eigenvalues below floor * lambda_1 are rounding noise (float64)
 
 
@@ -67,16 +74,20 @@ def eigenvalues(z: Tensor) -> Tensor:
 
 
 def alpha_req(
-    z: Tensor, start: int = 1, end: int | None = None, floor: float = ALPHA_FLOOR
+    z: Tensor, start: int = ALPHA_START, end: int | None = ALPHA_END, floor: float = ALPHA_FLOOR
 ) -> float:
-    """alpha-ReQ of embeddings z (M, d): minus the least-squares slope of ``log lambda_k`` on
-    ``log k``, k = start .. end (1-based, inclusive; end None: the last eigenvalue above
-    ``floor * lambda_1``). NaN when fewer than 2 ranks are left to fit."""
+    """alpha-ReQ of embeddings z (M, d): minus the slope of ``log lambda_k`` on ``log k`` by least
+    squares weighted ``1 / k``, over k = start .. end (1-based, inclusive; end cut to, and None
+    meaning, the last eigenvalue above ``floor * lambda_1``). NaN when fewer than 2 ranks are
+    left to fit."""
     return power_law_exponent(eigenvalues(z), start, end, floor)
 
 
 def power_law_exponent(
-    spectrum: Tensor, start: int = 1, end: int | None = None, floor: float = ALPHA_FLOOR
+    spectrum: Tensor,
+    start: int = ALPHA_START,
+    end: int | None = ALPHA_END,
+    floor: float = ALPHA_FLOOR,
 ) -> float:
     """``alpha_req``'s fit on a given descending spectrum (n,)."""
     require_int("start", start, 1)  # a 1-based rank
@@ -86,9 +97,11 @@ def power_law_exponent(
     if end - start + 1 < 2:
         return float("nan")
     k = torch.arange(start, end + 1, dtype=torch.float64)
+    # weights 1/k: the ranks crowd together at large log k, so each octave counts about equally
+    w = 1 / k
     x, y = k.log(), lam[start - 1 : end].log()
-    x, y = x - x.mean(), y - y.mean()
-    return float(-(x * y).sum() / x.square().sum())
+    x, y = x - (w * x).sum() / w.sum(), y - (w * y).sum() / w.sum()
+    return float(-(w * x * y).sum() / (w * x.square()).sum())
 
 
 def lidar(views: Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:

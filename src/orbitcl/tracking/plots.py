@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from torch import Tensor
 
 CLASS_COLOURS = "tab10"
@@ -169,30 +170,46 @@ def umap_panels(
     return fig
 
 
-def class_matrices(panels: Mapping[str, Tensor], title: str = "", cmap: str = "viridis") -> Figure:
-    """(C, C) matrices side by side, one heatmap each (name -> matrix; rows: the anchor's or
-    true class, columns: the other class), each on its own colour scale, cells annotated up to
-    12 classes."""
-    fig = Figure(figsize=(5.0 * len(panels), 4.4), layout="constrained")
+CLASS_AXES = ("class c (anchors)", "class c' (negatives)")  # rows, columns
+
+
+def class_matrices(
+    panels: Mapping[str, Tensor | tuple[Tensor, tuple[str, str]]],
+    title: str = "",
+    cmap: str = "viridis",
+) -> Figure:
+    """(C, C) matrices side by side, one heatmap each (name -> matrix, or (matrix, (row axis
+    label, column axis label)); default axes: anchors' class c against negatives' class c').
+
+    Each colour scale spans the matrix's *off-diagonal* entries, the pairs c != c' that the
+    rank correlations compare: a diagonal of same-class values (a kNN confusion's ~0.9) would
+    otherwise leave every other cell one colour. Diagonal cells outside that range saturate
+    and are outlined; every cell is annotated up to 12 classes."""
+    fig = Figure(figsize=(5.0 * len(panels), 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, matrix) in zip(axes, panels.items(), strict=True):
+    for ax, (name, panel) in zip(axes, panels.items(), strict=True):
+        matrix, (row_label, col_label) = panel if isinstance(panel, tuple) else (panel, CLASS_AXES)
         values = matrix.detach().double().cpu().numpy()
-        image = ax.imshow(values, cmap=cmap)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        off = values[~np.eye(len(values), dtype=bool)]
+        low, high = (np.nanmin(off), np.nanmax(off)) if off.size else (None, None)
+        image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, extend="both")
+        for k in range(len(values)):  # the diagonal: same class, outside the colour scale
+            ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, lw=1.0, ec="white"))
         if len(values) <= 12:
-            high = np.nanmax(values)
+            middle = (low + high) / 2 if off.size else 0.0
             for (row, col), value in np.ndenumerate(values):
-                colour = "black" if value > 0.6 * high else "white"
+                colour = "black" if value > middle else "white"
                 ax.text(
-                    col, row, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour
+                    col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour
                 )
         ax.set_xticks(range(len(values)))
         ax.set_yticks(range(len(values)))
-        ax.set_xlabel("class c' (negatives; predicted)")
-        ax.set_ylabel("class c (anchors; true)")
-        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(col_label)
+        ax.set_ylabel(row_label)
+        ax.set_title(name, fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -216,7 +233,7 @@ def spectrum_history(
             interpolation="nearest",
             extent=(-0.5, len(steps) - 0.5, len(values) + 0.5, 0.5),
         )
-        fig.colorbar(image, ax=ax, label="log(sigma_k / sigma_1)")
+        fig.colorbar(image, ax=ax, label=r"$\ln(\sigma_k / \sigma_1)$; -12 and below: dead")
         ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(steps[t]) for t in ticks])
