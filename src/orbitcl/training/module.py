@@ -89,6 +89,7 @@ class ContrastiveModule(L.LightningModule):
         losses = [loss, *self.aux_losses.values()]
         self._gathering = gathering(losses)  # switched on under DDP (setup)
         self._sized = [term for term in losses if needs_of(term).train_set_size]
+        self._counted = [term for term in losses if needs_of(term).class_count]
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         check_lr_scaling(lr_scaling)
@@ -119,6 +120,13 @@ class ContrastiveModule(L.LightningModule):
         # whole.
         for loss in self._sized:
             loss.train_set_size = len(self.trainer.train_dataloader.dataset)
+        # Losses that build weights by class (SupCon, Soft SupCon) are told the class count, so
+        # that they take the labels as class indices instead of finding their distinct values
+        # (torch.unique: a host sync per step). A count set in the config wins.
+        num_classes = getattr(self.trainer.datamodule, "num_classes", 0)
+        for loss in self._counted:
+            if loss.num_classes is None and num_classes:
+                loss.num_classes = num_classes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
