@@ -6,15 +6,18 @@ on CUDA must read a device value on the host (a scalar, a count of elements, a s
 on the data). Each is reported with its caller in orbitcl, so the test names what to fix.
 """
 
+import tempfile
 import traceback
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import orbitcl
+from orbitcl.callbacks import names
 from orbitcl.callbacks.online_linear import OnlineLinearClassifier
 from orbitcl.data import DigitsDataModule
 from orbitcl.losses import (
@@ -219,3 +222,67 @@ def test_compiled_orl_kernels_trace_whole_and_sync_free(monkeypatch):
     ops = set().union(*graphs)
     assert aten.exp.default in ops  # the recorder saw the kernels' ops
     assert not ops & SYNCING, ops & SYNCING
+
+
+class StepWindows(L.Callback):
+    """Records each step's syncs from its start to the next step's start: the step, its
+    callbacks, the progress bar and Lightning's logging; keyed by whether it is a log step. The
+    epoch's end, where the module reads its count of non-finite steps once, is left out."""
+
+    def __init__(self, mode: RecordSyncs):
+        self.mode = mode
+        self.steps: list[tuple[bool, list]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.mode.active = True
+        self.steps.append((trainer._logger_connector.should_update_logs, []))
+        self.mode.seen = self.steps[-1][1]
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.mode.active = False
+
+
+def test_logs_and_progress_bar_read_the_loss_at_log_steps_only():
+    # The progress bar and a logger on, log_every_n_steps=2: the steps between log steps issue
+    # no sync at all (no .item() for the bar, no all-reduce), and the bar and the logger show
+    # the loss of the log steps.
+    torch.manual_seed(0)
+    encoder = ConvEncoder(widths=(8, 16))
+    module = ContrastiveModule(
+        encoder,
+        MLPProjector(encoder.out_dim, 32, 16),
+        NTXentLoss(0.5),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
+    )
+    mode = RecordSyncs()
+    window = StepWindows(mode)
+    logged = []
+
+    class Logged(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if names.TRAIN_LOSS in trainer.progress_bar_metrics:
+                logged.append((trainer.global_step, trainer.progress_bar_metrics[names.TRAIN_LOSS]))
+
+    trainer = L.Trainer(
+        max_steps=5,
+        log_every_n_steps=2,
+        callbacks=[window, Logged()],
+        logger=CSVLogger(tmp_dir := tempfile.mkdtemp()),
+        enable_progress_bar=True,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    with mode:
+        trainer.fit(module, datamodule=DigitsDataModule(batch_size=32, num_workers=0))
+    log_steps = [i for i, (is_log, _) in enumerate(window.steps) if is_log]
+    assert log_steps == [1, 3]  # steps 2 and 4 of 5
+    for i, (is_log, seen) in enumerate(window.steps):
+        if not is_log:
+            report = "\n".join(sorted({f"  {op} from {caller}" for op, caller in seen}))
+            assert not seen, f"{len(seen)} host syncs in step {i}, not a log step:\n{report}"
+    # The bar shows each log step's loss from then on, a float (read once, at the log step).
+    assert [step for step, _ in logged] == [2, 3, 4, 5]
+    assert all(isinstance(value, float) for _, value in logged)
+    rows = (Path(tmp_dir) / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert rows.count("\n") - 1 == 2 and names.TRAIN_LOSS in rows.splitlines()[0]

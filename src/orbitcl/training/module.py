@@ -160,6 +160,8 @@ class ContrastiveModule(L.LightningModule):
         self.objective.step_succeeded(self.loss)
         if self._logging_step():  # log_every_n_steps: no per-step all-reduce or .item()
             self._log_step(loss, main, aux, len(labels))
+        else:
+            self._hide_step_logs()
         return {
             "loss": loss,
             "finite": ~bad,  # () bool: the callbacks train on this step's outputs only if true
@@ -171,6 +173,17 @@ class ContrastiveModule(L.LightningModule):
         """Whether Lightning writes this step's logs (every `log_every_n_steps`): logging only
         then spares the other steps the all-reduce of sync_dist and the progress bar's .item()."""
         return self.trainer._logger_connector.should_update_logs  # Lightning's own rule
+
+    def _hide_step_logs(self) -> None:
+        """Lightning keeps a log step's values in its results until the epoch ends, and after
+        every step converts those shown in the progress bar to floats (an .item() each: a sync
+        on CUDA). Marked as reset, they are skipped until the next log step logs them anew; the
+        bar shows the floats it read at the log step (Lightning's cache), and callback_metrics
+        keeps the values too. Values logged on_step only (the training step's) need no other
+        reset: a new log overwrites them."""
+        for result in self.trainer._results.values():
+            if result.meta.fx == "training_step" and not result.meta.on_epoch:
+                result.has_reset = True
 
     def _log_step(self, loss, main, aux, n_images: int) -> None:
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.
