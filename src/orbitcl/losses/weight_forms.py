@@ -84,7 +84,7 @@ def class_indices(labels: Tensor, num_classes: int | None = None) -> tuple[Tenso
     Without it, labels of any integers become indices into their distinct values
     (``torch.unique``: a device sync, as C is then a count of the data)."""
     if num_classes is not None:
-        return labels, num_classes
+        return labels.long(), num_classes
     values, indices = torch.unique(labels, return_inverse=True)
     return indices, len(values)
 
