@@ -44,11 +44,15 @@ class TensorBatchDataset(Dataset):
 class EvalSplit(TensorBatchDataset):
     """A validation split, images uint8 (N, C, H, W) and labels (N,), served as `EvalBatch`es
     of uint8 images (a quarter of float32's bytes to copy), normalised on the device. `transform`
-    (the eval transform) is kept for those that take single images (the diagnostics' orbits)."""
+    (the eval transform) serves those that take single items: `split[i]` is
+    `(transform(image), label)`, as an image dataset's (the diagnostics' orbits use it too)."""
 
     def __init__(self, images: Tensor, labels: Tensor, transform):
         super().__init__(images, labels)
         self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.transform(self.images[index]), self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> EvalBatch:
         return EvalBatch(self.images[indices], self.labels[indices])
