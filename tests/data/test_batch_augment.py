@@ -14,6 +14,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from orbitcl.data import load_cifar10, load_mnist
+from orbitcl.data.batched import augment as augment_module
 from orbitcl.data.batched.augment import BatchAugment, Step
 from orbitcl.data.batched.colour import (
     ColorJitter,
@@ -505,3 +506,64 @@ def test_killed_batched_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
     )
     for name, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], value, rtol=0, atol=1e-6, msg=name)
+
+
+# --- parameters to the device -----------------------------------------------------------------
+
+
+def test_packed_parameters_come_back_exactly():
+    floats = torch.randn(5, 2, 3)
+    floats[0, 0, 0] = float("nan")  # bit patterns, whatever the value
+    indices = torch.tensor([0, 7, 2**31 - 1])
+    empty = torch.empty(0, dtype=torch.int64)
+    packed = augment_module.pack([floats, indices, empty])
+    assert packed.dtype == torch.int32 and packed.shape == (30 + 3,)
+    back = augment_module.unpack(packed, [floats, indices, empty])
+    assert torch.equal(back[0].view(torch.int32), floats.view(torch.int32))
+    assert back[1].dtype == torch.int64 and torch.equal(back[1], indices)
+    assert back[2].shape == (0,) and back[2].dtype == torch.int64
+    with pytest.raises(TypeError, match="float32 and int64"):
+        augment_module.pack([torch.zeros(2, dtype=torch.float64)])
+
+
+def test_parameters_are_drawn_first_and_moved_in_one_copy(monkeypatch):
+    # The batch's parameters are drawn on the CPU before any op runs, in the order in which the
+    # ops draw them one at a time (the reference below: sample, then apply, op by op), and
+    # reach the device in one packed copy.
+    steps = [
+        Step(ResizedCrop((10, 10), (0.3, 1.0), (0.75, 1.33))),
+        Step(HorizontalFlip(0.5)),
+        Step(ColorJitter((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1)), (0,)),
+        Step(Affine((-15.0, 15.0), (0.1, 0.1), None, (-10.0, 10.0)), (1,)),
+        Step(Grayscale(0.3)),
+        Step(GaussianBlur(3, (0.1, 2.0)), (1,)),
+    ]
+    augment = BatchAugment(steps, [0.8, 0.5])
+    images = (random_rgb(24, 12) * 255).byte()
+    copies = []
+    to_device = augment_module.to_device
+    monkeypatch.setattr(
+        augment_module, "to_device", lambda ts, d: copies.append(len(ts)) or to_device(ts, d)
+    )
+    ours = augment(images, generator(5))
+    # One packed copy per batch: two resamplings' theta and box, the jitter's 4 x 4 indices and
+    # factors, grayscale's indices, the blur's indices and weights.
+    assert copies == [2 * 2 + 2 * 16 + 1 + 2]
+
+    g = generator(5)
+    n = len(images)
+    opened = torch.rand(n, 2, generator=g, dtype=torch.float64) < augment.gate_probs
+    x, run, sizes = images.float() / 255, [], [(12, 12)]
+    for step in [*steps, None]:
+        if step is not None and isinstance(step.op, ResizedCrop | HorizontalFlip | Affine):
+            active = opened[:, list(step.gates)].all(1)
+            run.append((step.op, step.op.sample(n, sizes[-1], active, g)))
+            sizes.append(step.op.out_size(sizes[-1]))
+            continue
+        if run:
+            ops, params = zip(*run, strict=True)
+            x = resample(x, *compose(list(ops), list(params), sizes), sizes[-1])
+            run, sizes = [], sizes[-1:]
+        if step is not None:
+            x = step.op.apply(x, step.op.sample(n, opened[:, list(step.gates)].all(1), g))
+    assert torch.equal(ours, x)

@@ -93,12 +93,40 @@ def test_val_loaders_are_bank_then_queries_unaugmented():
     datamodule = digits(eval_batch_size=500)
     bank, queries = datamodule.val_dataloader()
     assert len(bank.dataset) == 1437 and len(queries.dataset) == 360
-    images, labels = next(iter(queries))
+    batch = next(iter(queries))
+    # uint8 to the device, normalised there (after the transfer, as Lightning calls it).
+    assert batch.images.shape == (360, 1, 8, 8) and batch.images.dtype == torch.uint8
+    images, labels = datamodule.on_after_batch_transfer(batch, 1)
     assert images.shape == (360, 1, 8, 8) and images.dtype == torch.float32
     # Not shuffled, not augmented: exactly the normalised test split in order.
     test_x, test_y = load_digits(train=False)
     assert torch.equal(labels, test_y)
     assert torch.allclose(images, (test_x / 255 - 0.5) / 0.5)
+
+
+def test_eval_batches_normalised_on_the_device_equal_the_eval_transform():
+    # What each validation computed before, image by image on the CPU: the eval transform.
+    datamodule = digits(eval_batch_size=128, mean=(0.3,), std=(0.2,))
+    bank, _ = datamodule.val_dataloader()
+    batch = next(iter(bank))
+    ours = datamodule.normalise(batch.images)
+    theirs = torch.stack([datamodule.eval_transform(image) for image in batch.images])
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_batches_are_pinned_when_the_trainer_runs_on_cuda():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    for accelerator, pinned in ((CPUAccelerator(), False), (CUDAAccelerator(), True)):
+        datamodule = digits()
+        datamodule.trainer = SimpleNamespace(accelerator=accelerator)
+        loaders = [datamodule.train_dataloader(), *datamodule.val_dataloader()]
+        assert [loader.pin_memory for loader in loaders] == [pinned] * 3
+    datamodule = digits(pin_memory=False)
+    datamodule.trainer = SimpleNamespace(accelerator=CUDAAccelerator())
+    assert not datamodule.train_dataloader().pin_memory  # a given value wins
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_a_class_without_them_or_with_a_wrong_path_is_caught():
 def test_table_rows_say_what_each_loss_is_and_needs():
     rows = {row[0]: row for row in TABLE.rows()}
     assert len(rows) == len(CONFIGS)
-    assert rows["`loss=supcon`"][3] == "`labels`"
+    assert rows["`loss=supcon`"][3] == "`labels`, `class_count`"
     assert rows["`loss=y_aware`"][3] == "`labels`, `continuous_labels`"
     assert rows["`loss=moco`"][3] == "`momentum_keys`, `key_queue`"
     assert rows["`loss=ntxent`"][3] == "none"

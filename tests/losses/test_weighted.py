@@ -95,6 +95,26 @@ def test_supcon_over_the_core_equals_the_formula_to_1e_12():
         torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_supcon_and_soft_supcon_given_the_class_count_equal_the_formulas():
+    # With num_classes (what training sets from the datamodule) the labels are class indices
+    # and no torch.unique runs; classes 3 and 5 of 7 absent from the batch weigh nothing.
+    z_a, z_b = views(9, 6)
+    labels = torch.tensor([0, 2, 2, 4, 6, 0, 1, 6, 2])
+    cases = [
+        (SupConLoss(0.4, num_classes=7), naive_supcon(z_a, z_b, labels, 0.4)),
+        (
+            SoftSupConLoss(0.4, 0.2, num_classes=7),
+            naive_weighted_info_nce(z_a, z_b, naive_soft_supcon_weights(labels, 0.2), 0.4),
+        ),
+    ]
+    for loss, expected in cases:
+        assert_all_close(
+            value_and_grads(loss(z_a, z_b, labels), z_a, z_b), value_and_grads(expected, z_a, z_b)
+        )
+    with pytest.raises(ValueError, match=r"^num_classes=0 is invalid: must be null"):
+        SupConLoss(num_classes=0)
+
+
 def test_limits_supcon_of_distinct_labels_and_soft_supcon_as_epsilon_vanishes():
     z_a, z_b = views(8, 6)
     distinct = torch.arange(8)

@@ -116,3 +116,9 @@ def test_probe_matches_scikit_learn_logistic_regression():
     reference.fit(((x[train] - mean) / std).numpy(), labels[train].numpy())
     theirs = reference.score(((x[test] - mean) / std).numpy(), labels[test].numpy())
     assert 0.5 < ours < 1.0 and ours == pytest.approx(theirs, abs=0.01)
+    # float32, the probe's dtype on a GPU: the same optimum to float32's rounding (one
+    # prediction of the 300 may flip).
+    single = linear_probe_accuracy(
+        x[train], labels[train], x[test], labels[test], dtype=torch.float32
+    )
+    assert single == pytest.approx(ours, abs=1 / 300)

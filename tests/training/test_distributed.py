@@ -137,8 +137,12 @@ def _fit(rank: int, tmp: str) -> dict:
     # The kNN of one process on all samples, with this rank's (synchronised) weights.
     module.eval()
     with torch.no_grad():
+        # Eval batches are uint8, normalised on the device (outside Lightning: normalise).
         bank, queries = (
-            (module(torch.cat([x for x, _ in loader])), torch.cat([y for _, y in loader]))
+            (
+                module(torch.cat([datamodule.normalise(x) for x, _ in loader])),
+                torch.cat([y for _, y in loader]),
+            )
             for loader in datamodule.val_dataloader()
         )
         predicted = linear.classifier(queries[0]).argmax(1)

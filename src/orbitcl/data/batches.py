@@ -15,6 +15,14 @@ class ImageBatch(NamedTuple):
     index: int
 
 
+class EvalBatch(NamedTuple):
+    """A validation batch before normalisation: uint8 images, normalised on their device
+    (`MultiViewDataModule.normalise`)."""
+
+    images: Tensor  # uint8 (B, C, H, W)
+    labels: Tensor  # int64 (B,)
+
+
 class TensorBatchDataset(Dataset):
     """Images uint8 (N, C, H, W) and labels (N,); fetches a batch with one indexing op."""
 
@@ -31,6 +39,23 @@ class TensorBatchDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         # The DataLoader hands the whole batch's indices here (see `keep_batch`), not one by one.
         return self.images[indices], self.labels[indices]
+
+
+class EvalSplit(TensorBatchDataset):
+    """A validation split, images uint8 (N, C, H, W) and labels (N,), served as `EvalBatch`es
+    of uint8 images (a quarter of float32's bytes to copy), normalised on the device. `transform`
+    (the eval transform) serves those that take single items: `split[i]` is
+    `(transform(image), label)`, as an image dataset's (the diagnostics' orbits use it too)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform):
+        super().__init__(images, labels)
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.transform(self.images[index]), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> EvalBatch:
+        return EvalBatch(self.images[indices], self.labels[indices])
 
 
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

@@ -8,13 +8,21 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from orbitcl.checks.numbers import require_int
 from orbitcl.data.batched.augment import BatchAugment
-from orbitcl.data.batches import ImageBatch, NumberedLoader, TensorBatchDataset, keep_batch
+from orbitcl.data.batches import (
+    EvalBatch,
+    EvalSplit,
+    ImageBatch,
+    NumberedLoader,
+    TensorBatchDataset,
+    keep_batch,
+)
 from orbitcl.data.imbalance import (
     check_counts_available,
     check_imbalance,
@@ -34,7 +42,7 @@ from orbitcl.data.sources import (
     load_mnist,
     load_stl10,
 )
-from orbitcl.data.views import ImageDataset, MultiViewDataset
+from orbitcl.data.views import MultiViewDataset
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,9 @@ class MultiViewDataModule(L.LightningDataModule):
     `on_after_batch_transfer` augments the whole batch at once, on its device (the GPU when there
     is one), with `BatchAugment.from_torchvision(augment)`: the same augmentations as tensor ops.
     Its randomness comes from (`seed`, epoch, rank, batch index), so a resumed run replays it.
-    The eval loaders and the diagnostics' views (`train_transform`) are per-sample in both.
+    The diagnostics' views (`train_transform`) are per-sample in both. The eval loaders serve
+    uint8 batches (`EvalBatch`), normalised on their device after the transfer (`normalise`).
+    `pin_memory` None pins the loaders' batches when the trainer runs on CUDA.
 
     Subclasses say where the data comes from: `num_classes`,
     `load_split(train)` and, for data on disk, `prepare_data()`, the only place that downloads
@@ -90,7 +100,7 @@ class MultiViewDataModule(L.LightningDataModule):
         augment: Callable | None = None,
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         pipeline: str = "per_sample",
         seed: int = 0,
         imbalance_ratio: float = 1,
@@ -233,28 +243,44 @@ class MultiViewDataModule(L.LightningDataModule):
                 shuffle=True,
                 drop_last=True,
                 collate_fn=keep_batch,
-                pin_memory=self.pin_memory,
+                pin_memory=self._pinned(),
             )
         views = MultiViewDataset(*self._train, self.train_transform, self.n_views)
         # drop_last: every step contrasts a full batch, so the number of negatives never changes.
         return self._loader(views, self.batch_size, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """[bank, queries]: the bank (the train split) and the test split, normalised but not
-        augmented; [queries] alone without class labels (nothing for the bank to vote with)."""
+        """[bank, queries]: the bank (the train split) and the test split, not augmented;
+        [queries] alone without class labels (nothing for the bank to vote with). Batches are
+        uint8 `EvalBatch`es, normalised on their device by `on_after_batch_transfer` (outside
+        Lightning: `normalise`). Splits in memory need no workers (a batch is one indexing op);
+        image files are decoded by `num_workers` workers, a batch each."""
         splits = (self._bank, self._test) if self.num_classes else (self._test,)
-        return [
-            self._loader(ImageDataset(*split, self.eval_transform), self.eval_batch_size)
-            for split in splits
-        ]
+        loaders = []
+        for images, labels in splits:
+            workers = 0 if isinstance(images, Tensor) else self.num_workers
+            loaders.append(
+                DataLoader(
+                    EvalSplit(images, labels, self.eval_transform),
+                    self.eval_batch_size,
+                    collate_fn=keep_batch,
+                    num_workers=workers,
+                    pin_memory=self._pinned(),
+                    persistent_workers=workers > 0,
+                )
+            )
+        return loaders
 
     def test_dataloader(self) -> list[DataLoader]:
         """The same [bank, queries] as validation."""
         return self.val_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Batched pipeline: a uint8 `ImageBatch`, now on its device -> `(views, labels)`."""
-        if not isinstance(batch, ImageBatch):  # per-sample views, or an eval batch
+        """Batched pipeline: a uint8 `ImageBatch`, now on its device -> `(views, labels)`; an
+        `EvalBatch` -> `(normalised images, labels)`."""
+        if isinstance(batch, EvalBatch):
+            return self.normalise(batch.images), batch.labels
+        if not isinstance(batch, ImageBatch):  # per-sample views
             return batch
         trainer = self.trainer
         generator = self.batch_generator(trainer.current_epoch, trainer.global_rank, batch.index)
@@ -274,13 +300,30 @@ class MultiViewDataModule(L.LightningDataModule):
         views = self.augment_batch(images.repeat(self.n_views, 1, 1, 1), generator)  # (V*B, ...)
         return list(views.chunk(self.n_views))  # V x (B, C, H, W)
 
+    def _pinned(self) -> bool:
+        """`pin_memory`; None: whether the trainer runs on CUDA, where a batch copied from pinned
+        memory does not block the host (and the copy can overlap the step before)."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """The eval transform of a batch, on its device: uint8 (B, C, H, W) -> float32, scaled to
+        [0, 1] and standardised per channel (as `eval_transform` does image by image)."""
+        views = images.to(torch.float32).div_(255)
+        return views.sub_(self._mean_std_on(views.device)[0]).div_(self._mean_std[1])
+
+    def _mean_std_on(self, device: torch.device) -> Tensor:
+        if self._mean_std.device != device:  # moved once, not at every step
+            self._mean_std = self._mean_std.to(device)
+        return self._mean_std
+
     def augment_batch(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """One augmented, normalised view float (B, C, H, W) of each of images uint8 (B, C, H, W)
         by the batched pipeline (which must be this datamodule's), drawn from `generator`."""
         views = self.batch_augment(images, generator)
-        if self._mean_std.device != views.device:  # moved once, not at every step
-            self._mean_std = self._mean_std.to(views.device)
-        mean, std = self._mean_std
+        mean, std = self._mean_std_on(views.device)
         return views.sub_(mean).div_(std)
 
     def _loader(
@@ -292,7 +335,7 @@ class MultiViewDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=drop_last,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pinned(),
             # Training workers start afresh each epoch, so their random augmentations are seeded
             # from the epoch's seed (orbitcl.training.resume.EpochSeed) and a resumed run replays
             # them exactly; the deterministic eval loaders keep theirs and skip the start-up.

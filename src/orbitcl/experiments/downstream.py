@@ -2,6 +2,8 @@
 that training monitors, on the train split (bank) and the test split (queries), both with the
 eval transform (what `python -m orbitcl.evaluate` and `orbitcl.analyze` report)."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -13,16 +15,22 @@ from orbitcl.metrics.probe import linear_probe_accuracy
 
 
 def encode(
-    encoder: nn.Module, loader: DataLoader, projector: nn.Module | None = None
+    encoder: nn.Module,
+    loader: DataLoader,
+    projector: nn.Module | None = None,
+    normalise: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Features of every `(images, labels)` batch, on CPU: {"encoder": (N, e)} and, given a
-    `projector`, {"projector": (N, d)}; and the labels (N,) (`metrics.orbits.embed_batches`)."""
+    `projector`, {"projector": (N, d)}; and the labels (N,) (`metrics.orbits.embed_batches`).
+    `normalise`: the images' transform, applied on the encoder's device (a datamodule's eval
+    batches are uint8: `MultiViewDataModule.normalise`)."""
     labels = []
+    device = next(encoder.parameters()).device
 
     def images():
         for batch, targets in loader:
             labels.append(targets)
-            yield batch
+            yield batch if normalise is None else normalise(batch.to(device, non_blocking=True))
 
     features, projections = embed_batches(encoder, projector, images())
     spaces = {"encoder": features} | ({} if projections is None else {"projector": projections})
@@ -40,7 +48,8 @@ def encoded_splits(run: TrainedRun, projector: bool = False) -> tuple[tuple, tup
     run.datamodule.setup()
     bank, queries = run.datamodule.val_dataloader()  # train split, test split; eval transform
     head = run.projector if projector else None
-    return encode(run.encoder, bank, head), encode(run.encoder, queries, head)
+    normalise = run.datamodule.normalise
+    return encode(run.encoder, bank, head, normalise), encode(run.encoder, queries, head, normalise)
 
 
 def downstream_accuracy(run: TrainedRun, knn_k: int | None = None) -> dict[str, float]:
@@ -62,6 +71,9 @@ def accuracies(
         "metric": metric,
     }
     return {
-        "probe_top1": linear_probe_accuracy(train_h, train_y, test_h, test_y),
+        # On the run's device (`orbitcl.evaluate --device`), float32 there unless it is the CPU.
+        "probe_top1": linear_probe_accuracy(
+            train_h, train_y, test_h, test_y, device=next(run.encoder.parameters()).device
+        ),
         "knn_top1": knn_accuracy(test_h, test_y, train_h, train_y, **knn),
     }

@@ -46,6 +46,9 @@ class Needs:
     # (BYOL), else the projections themselves (SimSiam)
     predictor: bool = False
     train_set_size: bool = False  # the attribute, set to the number of training images
+    # the attribute `num_classes`, set to the datamodule's class count when training starts if
+    # it is None: the labels are then class indices in [0, num_classes), read without a sync
+    class_count: bool = False
 
 
 class Loss(nn.Module):

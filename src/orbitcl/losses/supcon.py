@@ -6,22 +6,33 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from orbitcl.losses.base import Needs
 from orbitcl.losses.weight_forms import ClassWeights, class_indices
 from orbitcl.losses.weighted import WeightedInfoNCELoss, check_class_labels, weighted_info_nce
 
 
-def supcon_class_weights(labels: Tensor) -> ClassWeights:
+def supcon_class_weights(
+    labels: Tensor, num_classes: int | None = None, dtype: torch.dtype = torch.float64
+) -> ClassWeights:
     """``W_ij = 1[y_j = y_i] / |P(i)|`` over the 2N anchors, ``P(i)`` the same-class anchors other
-    than i (it always holds i's other view); labels (N,) of the images: affinity I."""
-    classes, n_classes = class_indices(labels)
-    return ClassWeights(classes, torch.eye(n_classes, dtype=torch.float64, device=labels.device))
+    than i (it always holds i's other view); labels (N,) of the images: affinity I, in ``dtype``.
+    ``num_classes``: the labels are class indices in ``[0, num_classes)`` (no host sync; see
+    ``weight_forms.class_indices``), else any integers."""
+    classes, n_classes = class_indices(labels, num_classes)
+    return ClassWeights(classes, torch.eye(n_classes, dtype=dtype, device=labels.device))
 
 
-def soft_supcon_class_weights(labels: Tensor, epsilon: float) -> ClassWeights:
+def soft_supcon_class_weights(
+    labels: Tensor,
+    epsilon: float,
+    num_classes: int | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> ClassWeights:
     """``W_ij`` proportional to 1 for a same-class j, to ``epsilon`` for another class's, rows
-    normalised, ``W_ii = 0`` (geometry.md): affinity ``epsilon + (1 - epsilon) I``."""
-    classes, n_classes = class_indices(labels)
-    eye = torch.eye(n_classes, dtype=torch.float64, device=labels.device)
+    normalised, ``W_ii = 0`` (geometry.md): affinity ``epsilon + (1 - epsilon) I``, in ``dtype``
+    (``num_classes`` as in ``supcon_class_weights``)."""
+    classes, n_classes = class_indices(labels, num_classes)
+    eye = torch.eye(n_classes, dtype=dtype, device=labels.device)
     return ClassWeights(classes, eye.mul_(1 - epsilon).add_(epsilon))
 
 
@@ -35,6 +46,18 @@ def soft_supcon_weights(
 ) -> Tensor:
     """Soft SupCon's (2N, 2N) weights (``soft_supcon_class_weights``)."""
     return soft_supcon_class_weights(labels, epsilon).dense(dtype)
+
+
+def check_num_classes(num_classes: int | None) -> int | None:
+    """``num_classes``, None or an int >= 1; raise ValueError otherwise."""
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise ValueError(
+            f"num_classes={num_classes!r} is invalid: must be null (labels of any integers) or "
+            "the number of classes, an int >= 1"
+        )
+    return num_classes
 
 
 def check_epsilon(epsilon: float) -> None:
@@ -70,6 +93,10 @@ class SupConLoss(WeightedInfoNCELoss):
     is the paper's formula, without that factor.
 
     ``forward(z_a, z_b, labels)`` (``needs.labels``: the module passes the batch's labels).
+    ``num_classes`` (``needs.class_count``; ``ContrastiveModule`` sets it from the datamodule when
+    training starts) says the labels are class indices in ``[0, num_classes)``: the weights are
+    then built without reading anything on the host. Without it any integers are labels, at the
+    cost of a ``torch.unique`` (a device sync) per step.
     Under DDP (``gather_distributed``) the labels are gathered with the views and each rank takes
     the mean over its own anchors: the mean of the ranks' losses is the global loss.
     """
@@ -77,18 +104,27 @@ class SupConLoss(WeightedInfoNCELoss):
     paper: ClassVar[str] = "Khosla et al. 2020, Supervised Contrastive Learning (NeurIPS)"
     formula: ClassVar[str] = "orbitcl.losses.supcon.supcon"
 
-    def __init__(self, temperature: float = 0.1, gather_distributed: bool = False) -> None:
+    needs = Needs(labels=True, class_count=True)
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        gather_distributed: bool = False,
+        num_classes: int | None = None,
+    ) -> None:
         super().__init__(temperature, gather_distributed)
+        self.num_classes = check_num_classes(num_classes)
 
     def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
-        return supcon_class_weights(labels)
+        return supcon_class_weights(labels, self.num_classes, dtype)
 
 
 class SoftSupConLoss(WeightedInfoNCELoss):
     """Soft SupCon (geometry.md): SupCon whose other-class anchors keep a weight ``epsilon`` (in
     (0, 1), default 0.1) relative to the same-class ones, rows normalised. Its optimum reaches
     ``P = W``, with an intra- minus inter-class cosine gap of ``-tau ln(epsilon)`` whatever the
-    class sizes, where SupCon's geometry bends with them. As ``epsilon -> 0`` it is SupCon."""
+    class sizes, where SupCon's geometry bends with them. As ``epsilon -> 0`` it is SupCon.
+    ``num_classes`` as in ``SupConLoss``."""
 
     paper: ClassVar[str] = (
         "Vock, Duchesnay and Dufumier 2026, A Unified Geometric Framework for Weighted "
@@ -96,12 +132,19 @@ class SoftSupConLoss(WeightedInfoNCELoss):
     )
     formula: ClassVar[str] = "orbitcl.losses.supcon.soft_supcon_class_weights"
 
+    needs = Needs(labels=True, class_count=True)
+
     def __init__(
-        self, temperature: float = 0.1, epsilon: float = 0.1, gather_distributed: bool = False
+        self,
+        temperature: float = 0.1,
+        epsilon: float = 0.1,
+        gather_distributed: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(temperature, gather_distributed)
         check_epsilon(epsilon)
         self.epsilon = epsilon
+        self.num_classes = check_num_classes(num_classes)
 
     def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
-        return soft_supcon_class_weights(labels, self.epsilon)
+        return soft_supcon_class_weights(labels, self.epsilon, self.num_classes, dtype)

@@ -32,7 +32,10 @@ def vrn(z_a: Tensor, z_b: Tensor, target: float, images: slice | None = None) ->
     cos = kernels.gram_rows(z_rows[:n], z[n_all:])
     negative = torch.ones_like(cos, dtype=torch.bool)
     negative[torch.arange(n, device=z.device), cols[:n]] = False  # (i, i): positive pairs
-    return (cos[negative] - target).square().mean()
+    # A masked sum over the n (N - 1) negatives, a count known here: cos[negative] would size
+    # its output on the host (a device sync, in the forward and in the backward).
+    squares = torch.where(negative, (cos - target).square(), 0.0)
+    return squares.sum() / (n * (n_all - 1))
 
 
 class VRNLoss(ContrastiveLoss):

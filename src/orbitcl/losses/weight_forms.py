@@ -78,8 +78,13 @@ class ClassWeights:
             raise ValueError("affinity is invalid: F[c, c] must be > 0 for every class present")
 
 
-def class_indices(labels: Tensor) -> tuple[Tensor, int]:
-    """Labels (N,) of any integers as indices into their C distinct values, and C."""
+def class_indices(labels: Tensor, num_classes: int | None = None) -> tuple[Tensor, int]:
+    """Labels (N,) as class indices in ``[0, C)``, and C. With ``num_classes``, the labels are
+    such indices already (a dataset's classes), C = ``num_classes``: nothing is read on the host.
+    Without it, labels of any integers become indices into their distinct values
+    (``torch.unique``: a device sync, as C is then a count of the data)."""
+    if num_classes is not None:
+        return labels.long(), num_classes
     values, indices = torch.unique(labels, return_inverse=True)
     return indices, len(values)
 

@@ -16,14 +16,18 @@ CLASS_MEANS = "class_means"  # S_c from the training split's mean class images (
 
 
 def xclr_class_weights(
-    labels: Tensor, class_similarity: Tensor, target_temperature: float
+    labels: Tensor,
+    class_similarity: Tensor,
+    target_temperature: float,
+    dtype: torch.dtype = torch.float64,
 ) -> ClassWeights:
     """``W_ij = softmax_{j != i}(S_c[y_i, y_j] / tau_s)`` over the 2N anchors (the self entry
     masked), ``labels`` (N,) class indices into the C x C ``class_similarity``: affinity
     ``exp(S_c / tau_s)``, each row shifted by its largest entry over the classes in the batch (a
     softmax does not see the shift; the largest present term is 1, so no row's sum underflows).
-    Absent classes' columns are 0: they weigh no anchor, and exp of them may overflow."""
-    logits = class_similarity.to(labels.device, torch.float64) / target_temperature  # (C, C)
+    Absent classes' columns are 0: they weigh no anchor, and exp of them may overflow. In
+    ``dtype``: the anchors' (float32 on a GPU, where float64 is slow)."""
+    logits = class_similarity.to(labels.device, dtype) / target_temperature  # (C, C)
     present = torch.zeros(len(logits), dtype=torch.bool, device=labels.device)
     present[labels] = True
     top = logits.masked_fill(~present, float("-inf")).amax(1, keepdim=True)
@@ -59,6 +63,24 @@ def load_class_similarity(class_similarity) -> Tensor:
             f"{tuple(matrix.shape)}"
         )
     return matrix
+
+
+def check_label_range(labels: Tensor, n_classes: int) -> None:
+    """Labels (N,) must lie in ``[0, n_classes)``: on the CPU a ValueError naming the range
+    found; on a GPU a device-side assert, which does not wait for the device (reading the range
+    on the host would, at every step)."""
+    if not len(labels):
+        return
+    low, high = labels.aminmax()
+    inside = (low >= 0) & (high < n_classes)
+    message = (
+        f"labels must lie in [0, {n_classes}) for a {n_classes} x {n_classes} class_similarity"
+    )
+    if labels.device.type != "cpu":
+        torch._assert_async(inside, message)
+    # Read as a NumPy view: on the CPU there is no device to wait for.
+    elif not inside.numpy():
+        raise ValueError(f"{message}, got [{low.numpy()}, {high.numpy()}]")
 
 
 class XCLRLoss(WeightedInfoNCELoss):
@@ -110,10 +132,5 @@ class XCLRLoss(WeightedInfoNCELoss):
                 f"class_similarity={CLASS_MEANS!r} has not been computed: call "
                 "set_class_similarity(S_c) first (orbitcl.train does, from the training split)"
             )
-        n_classes = len(self.class_similarity)
-        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
-            raise ValueError(
-                f"labels must lie in [0, {n_classes}) for a {n_classes} x {n_classes} "
-                f"class_similarity, got [{int(labels.min())}, {int(labels.max())}]"
-            )
-        return xclr_class_weights(labels, self.class_similarity, self.target_temperature)
+        check_label_range(labels, len(self.class_similarity))
+        return xclr_class_weights(labels, self.class_similarity, self.target_temperature, dtype)

@@ -93,6 +93,7 @@ class ContrastiveModule(L.LightningModule):
         losses = [loss, *self.aux_losses.values()]
         self._gathering = gathering(losses)  # switched on under DDP (setup)
         self._sized = [term for term in losses if needs_of(term).train_set_size]
+        self._counted = [term for term in losses if needs_of(term).class_count]
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         check_lr_scaling(lr_scaling)
@@ -131,6 +132,13 @@ class ContrastiveModule(L.LightningModule):
         # whole.
         for loss in self._sized:
             loss.train_set_size = len(self.trainer.train_dataloader.dataset)
+        # Losses that build weights by class (SupCon, Soft SupCon) are told the class count, so
+        # that they take the labels as class indices instead of finding their distinct values
+        # (torch.unique: a host sync per step). A count set in the config wins.
+        num_classes = getattr(self.trainer.datamodule, "num_classes", 0)
+        for loss in self._counted:
+            if loss.num_classes is None and num_classes:
+                loss.num_classes = num_classes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder features of a batch of images: (B, C, H, W) -> (B, encoder.out_dim)."""
@@ -164,6 +172,8 @@ class ContrastiveModule(L.LightningModule):
         self.objective.step_succeeded(self.loss)
         if self._logging_step():  # log_every_n_steps: no per-step all-reduce or .item()
             self._log_step(loss, main, aux, len(labels))
+        else:
+            self._hide_step_logs()
         return {
             "loss": loss,
             "finite": ~bad,  # () bool: the callbacks train on this step's outputs only if true
@@ -175,6 +185,17 @@ class ContrastiveModule(L.LightningModule):
         """Whether Lightning writes this step's logs (every `log_every_n_steps`): logging only
         then spares the other steps the all-reduce of sync_dist and the progress bar's .item()."""
         return self.trainer._logger_connector.should_update_logs  # Lightning's own rule
+
+    def _hide_step_logs(self) -> None:
+        """Lightning keeps a log step's values in its results until the epoch ends, and after
+        every step converts those shown in the progress bar to floats (an .item() each: a sync
+        on CUDA). Marked as reset, they are skipped until the next log step logs them anew; the
+        bar shows the floats it read at the log step (Lightning's cache), and callback_metrics
+        keeps the values too. Values logged on_step only (the training step's) need no other
+        reset: a new log overwrites them."""
+        for result in self.trainer._results.values():
+            if result.meta.fx == "training_step" and not result.meta.on_epoch:
+                result.has_reset = True
 
     def _log_step(self, loss, main, aux, n_images: int) -> None:
         # sync_dist: under DDP the mean of the ranks' losses, which is the global batch's loss.

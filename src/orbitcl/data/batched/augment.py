@@ -7,7 +7,10 @@ same config (`conf/dataset/*.yaml`'s `augment`) and draws each image's parameter
 distributions (`geometry`, `colour`): random resized crops, affine maps and flips
 are resampled together in one `grid_sample`; colour jitter, grayscale and blur follow as batched
 ops. All randomness comes from one CPU `torch.Generator`, so a seed gives the same augmentations
-on the CPU and on a GPU.
+on the CPU and on a GPU: a CUDA generator (Philox) would draw other numbers from the same seed
+than the CPU's (Mersenne Twister), and a run's views would then depend on its device. The draws
+are a few numbers per image; they are made first, for the whole batch, and reach the batch's
+device in one copy without blocking (`to_device`), before any op on the images.
 """
 
 from collections.abc import Sequence
@@ -93,40 +96,88 @@ class BatchAugment:
             torch.set_num_threads(threads)
 
     def _augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        n = len(images)
+        plan = self._plan(len(images), tuple(images.shape[-2:]), generator)
+        moved = iter(to_device([t for _, params in plan for t in params.values()], images.device))
+        x = images.to(torch.float32).div_(255)
+        for op, params in plan:
+            params = {k: next(moved) for k in params}
+            if isinstance(op, Warp):  # a run of geometric ops: one resampling
+                x = resample(x, params["theta"], params["box"], op.fills, op.size)
+            else:
+                x = op.apply(x, params)
+        return x
+
+    def _plan(
+        self, n: int, size: tuple[int, int], generator: torch.Generator
+    ) -> list[tuple["ColourOp | Warp", dict[str, Tensor]]]:
+        """Every parameter of the batch, drawn on the CPU in the steps' order (as the ops would
+        draw them one by one): per colour op its parameters, per run of geometric ops a `Warp`
+        and its `{theta, box}` (`compose`)."""
         opened = torch.rand(n, len(self.gate_probs), generator=generator, dtype=torch.float64)
         opened = opened < self.gate_probs  # (N, G)
-        x = images.to(torch.float32).div_(255)
+        plan = []
         geometric: list[tuple[GeometricOp, dict]] = []  # a run of geometric steps to fuse
-        sizes = [tuple(images.shape[-2:])]
-        for step in self.steps:
-            active = opened[:, list(step.gates)].all(1)  # (N,)
-            if isinstance(step.op, GeometricOp):
+        sizes = [size]
+        for step in [*self.steps, None]:
+            if step is not None and isinstance(step.op, GeometricOp):
+                active = opened[:, list(step.gates)].all(1)  # (N,)
                 geometric.append((step.op, step.op.sample(n, sizes[-1], active, generator)))
                 sizes.append(step.op.out_size(sizes[-1]))
                 continue
             if geometric:
-                x = _warp(x, geometric, sizes)
+                ops, params = zip(*geometric, strict=True)
+                theta, box, fills = compose(list(ops), list(params), sizes)
+                plan.append((Warp(fills, sizes[-1]), {"theta": theta, "box": box}))
                 geometric, sizes = [], sizes[-1:]
-            x = step.op.apply(x, _to_device(step.op.sample(n, active, generator), x.device))
-        return _warp(x, geometric, sizes) if geometric else x
+            if step is not None:
+                active = opened[:, list(step.gates)].all(1)  # (N,)
+                plan.append((step.op, step.op.sample(n, active, generator)))
+        return plan
 
     def __repr__(self) -> str:
         return f"BatchAugment(steps={self.steps}, gate_probs={self.gate_probs.tolist()})"
 
 
-def _warp(x: Tensor, geometric: list[tuple[GeometricOp, dict]], sizes: list) -> Tensor:
-    ops, params = zip(*geometric, strict=True)
-    theta, box, fills = compose(list(ops), list(params), sizes)  # on the CPU
-    moved = _to_device({"theta": theta, "box": box}, x.device)
-    return resample(x, moved["theta"], moved["box"], fills, sizes[-1])
+@dataclass(frozen=True)
+class Warp:
+    """A run of geometric ops, fused into one resampling to `size` (`compose`, `resample`)."""
+
+    fills: bool
+    size: tuple[int, int]
 
 
-def _to_device(params: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """CPU parameters -> `device`; pinned first, so the copies do not wait on the device."""
-    if device.type == "cpu":
-        return params
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in params.items()}
+def pack(tensors: Sequence[Tensor]) -> Tensor:
+    """CPU tensors, float32 or int64 (indices below 2^31), as one int32 tensor (M,): float32 by
+    their bit patterns, int64 narrowed; `unpack` gives them back exactly."""
+    parts = []
+    for t in tensors:
+        if t.dtype == torch.float32:
+            parts.append(t.reshape(-1).view(torch.int32))
+        elif t.dtype == torch.int64:
+            parts.append(t.reshape(-1).to(torch.int32))
+        else:
+            raise TypeError(f"pack takes float32 and int64 tensors, got {t.dtype}")
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.int32)
+
+
+def unpack(packed: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """The tensors of `pack(like)` from `packed` (on any device), with the shapes and dtypes of
+    `like`, read on the host (no sync)."""
+    parts = packed.split([t.numel() for t in like])
+    return [
+        (p.view(torch.float32) if t.dtype == torch.float32 else p.to(torch.int64)).view(t.shape)
+        for p, t in zip(parts, like, strict=True)
+    ]
+
+
+def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
+    """CPU parameters -> `device`, in one copy of one packed tensor, pinned so that the copy
+    does not block the host, split on the device. On the CPU the same packing, without a copy:
+    the path a GPU takes is the one the CPU tests run."""
+    packed = pack(tensors)
+    if device.type != "cpu":
+        packed = packed.pin_memory().to(device, non_blocking=True)
+    return unpack(packed, tensors)
 
 
 def _collect(transform, gates: tuple[int, ...], steps: list[Step], probs: list[float]) -> None:

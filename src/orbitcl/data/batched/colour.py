@@ -62,7 +62,7 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     sixths = (g - b) * is_r + (b - r + 2 * chroma) * is_g + (r - g + 4 * chroma) * is_b
     sixths /= chroma.clamp(min=1e-12)  # grey pixels: 0, and any hue gives them back
     # k = (n + 6 (hue + shift)) mod 6 for the channels' n = 5, 3, 1, in one pass.
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device).view(1, 3, 1, 1)  # no host-to-device copy
     k = (sixths.add_(shift.view(-1, 1, 1), alpha=6).unsqueeze(1) + n).remainder_(6)
     ramp = torch.minimum(k, 4 - k).clamp_(0, 1)  # (N, 3, H, W)
     return torch.addcmul(high.unsqueeze(1), chroma.unsqueeze(1), ramp, value=-1)

@@ -240,8 +240,9 @@ def resample(images: Tensor, theta: Tensor, box: Tensor, fills: bool, size: Size
     if fills:  # (N, H, W): within the box
         within = (points - (low + high) / 2).abs_().le_((high - low) / 2)  # (N, 2, H, W)
         inside = within[:, 0].logical_and_(within[:, 1])
-    half_pixel = torch.tensor([1 / images.shape[-1], 1 / images.shape[-2]], device=points.device)
-    half_pixel = half_pixel.view(1, 2, 1, 1)
+    # Half a source pixel in x and in y, filled on the device (no host-to-device copy).
+    half_pixel = points.new_full((1, 2, 1, 1), 1 / images.shape[-1])
+    half_pixel[:, 1] = 1 / images.shape[-2]
     points = points.clamp_(min=low + half_pixel, max=high - half_pixel)
     grid = points.permute(0, 2, 3, 1)  # (N, H, W, 2), a view: grid_sample takes its strides
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

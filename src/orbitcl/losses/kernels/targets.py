@@ -44,7 +44,9 @@ class ClassTargets:
 
     def __post_init__(self) -> None:
         f = self.affinity
-        self.one_hot = torch.nn.functional.one_hot(self.y, len(f)).to(f.dtype)  # (2N, C)
+        # A scatter, not F.one_hot: one_hot checks the classes' range on the host (min, max:
+        # a device sync each); an index out of [0, C) fails in the scatter instead.
+        self.one_hot = f.new_zeros(len(self.y), len(f)).scatter_(1, self.y[:, None], 1.0)  # (2N, C)
         self.all_rows = len(self.cols) == len(self.y)  # one process: cols = arange(2N)
         self.rows_one_hot = self.one_hot if self.all_rows else self.one_hot[self.cols]
         counts = self.one_hot.sum(0)  # n_c
