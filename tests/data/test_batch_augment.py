@@ -391,7 +391,7 @@ def test_batched_datamodule_serves_uint8_batches_and_seeded_views(name, train_co
     first, second = next(batches), next(batches)
     assert isinstance(first, ImageBatch) and (first.index, second.index) == (0, 1)
     assert first.images.dtype == torch.uint8 and first.labels.shape == (16,)
-    datamodule.trainer = SimpleNamespace(current_epoch=2, global_rank=0)
+    datamodule.trainer = SimpleNamespace(current_epoch=2, global_rank=0, accelerator=None)
     views, labels = datamodule.on_after_batch_transfer(first, 0)
     size = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}[name]
     assert len(views) == 3 and all(
@@ -403,7 +403,7 @@ def test_batched_datamodule_serves_uint8_batches_and_seeded_views(name, train_co
     again, _ = datamodule.on_after_batch_transfer(first, 0)
     assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
     for epoch, rank, index in [(3, 0, 0), (2, 1, 0), (2, 0, 1)]:
-        datamodule.trainer = SimpleNamespace(current_epoch=epoch, global_rank=rank)
+        datamodule.trainer = SimpleNamespace(current_epoch=epoch, global_rank=rank, accelerator=None)
         other, _ = datamodule.on_after_batch_transfer(first._replace(index=index), 0)
         assert not torch.equal(other[0], views[0])
     # Eval batches (images, labels) pass through.
