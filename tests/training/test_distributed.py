@@ -16,14 +16,14 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.gloo_ranks import WORLD, global_views, rows, spawn
+from helpers.gloo_ranks import WORLD, D, N, global_views, rows, spawn
 from lightning.pytorch.strategies import DDPStrategy
 
 from orbitcl.callbacks import OnlineLinearClassifier
 from orbitcl.data import DigitsDataModule
 from orbitcl.losses import NTXentLoss, ORLLoss
 from orbitcl.metrics.knn import knn_accuracy
-from orbitcl.models import ConvEncoder, MLPProjector
+from orbitcl.models import ConvEncoder, MLPProjector, TimmEncoder
 from orbitcl.parallel.collectives import AllGather
 from orbitcl.training.module import ContrastiveModule
 
@@ -42,17 +42,61 @@ for _negatives in ("cross_view", "within_view"):  # docs/geometry.md, "Which neg
     )
 
 
+def _tiny_vit() -> torch.nn.Module:
+    """A 1-block ViT for 16x16 images (timm's vit_tiny_patch16_224 narrowed to width 32, 4x4
+    patches: 16 tokens and a class token) and a linear projector, in float64, from seed 0.
+
+    The ViT normalises per token (LayerNorm), so its features do not depend on the batch; the
+    default projector's BatchNorm would (per process under gloo: SyncBatchNorm runs on GPUs
+    only, conf/trainer/ddp_cpu.yaml), hence one layer here."""
+    torch.manual_seed(0)
+    model_args = {"patch_size": 4, "depth": 1, "embed_dim": 32, "num_heads": 2}
+    encoder = TimmEncoder("vit_tiny_patch16_224", img_size=16, model_args=model_args)
+    return torch.nn.Sequential(encoder, MLPProjector(encoder.out_dim, 32, D, num_layers=1)).double()
+
+
+def global_images() -> torch.Tensor:
+    """Two views of the concatenated batch of images, (2, WORLD N, 3, 16, 16), float64."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(2, WORLD * N, 3, 16, 16, generator=g, dtype=torch.float64)
+
+
+def _vit_step(model: torch.nn.Module, views: torch.Tensor, loss: torch.nn.Module) -> tuple:
+    """The loss of one step's two views (2, B, 3, 16, 16), through the model in one forward
+    (as the ContrastiveModule runs them), and the parameters' gradients after backward."""
+    model.zero_grad()
+    z_a, z_b = model(views.flatten(0, 1)).chunk(2)  # (B, D) each
+    value = loss(z_a, z_b)
+    value.backward()
+    parameters = getattr(model, "module", model).named_parameters()  # DDP's names: module.NAME
+    return value.detach(), {name: p.grad.clone() for name, p in parameters}
+
+
 def _rank_losses(rank: int) -> dict:
     z_a, z_b = (z[rows(rank)].clone().requires_grad_() for z in global_views())
     out = {}
     for name, loss_cls in LOSSES.items():
         loss = loss_cls(gather_distributed=True)(z_a, z_b)
         out[name] = (loss.detach(), *torch.autograd.grad(loss, (z_a, z_b)))
+    # A ViT under DDP, on this rank's rows of the images: DDP averages the ranks' gradients.
+    model = torch.nn.parallel.DistributedDataParallel(_tiny_vit())
+    views = global_images()[:, rows(rank)]
+    for name in VIT_LOSSES:
+        out[f"vit_{name}"] = _vit_step(model, views, LOSSES[name](gather_distributed=True))
     return out
 
 
-def test_losses_across_processes_equal_the_one_process_loss(tmp_path):
-    per_rank = spawn(_rank_losses, tmp_path)
+VIT_LOSSES = ("ntxent", "orl")
+
+
+@pytest.fixture(scope="module")
+def exactness_ranks(tmp_path_factory) -> list[dict]:
+    """What each rank of the 2-process exactness run (`_rank_losses`) returned."""
+    return spawn(_rank_losses, tmp_path_factory.mktemp("exactness"))
+
+
+def test_losses_across_processes_equal_the_one_process_loss(exactness_ranks):
+    per_rank = exactness_ranks
     z_a, z_b = (z.requires_grad_() for z in global_views())
     worst = 0.0
     for name, loss_cls in LOSSES.items():
@@ -68,6 +112,25 @@ def test_losses_across_processes_equal_the_one_process_loss(tmp_path):
         assert diff < TOLERANCE, name
         worst = max(worst, diff)
     print(f"max abs difference, all losses: {worst:.1e}")
+
+
+def test_vit_under_ddp_takes_the_one_process_step(exactness_ranks):
+    """A ViT (timm's, through TimmEncoder) trained by 2 DDP processes on their halves of a batch
+    gets, on every rank, the gradient one process computes on the whole batch; the ranks' mean
+    loss is the one-process loss."""
+    model = _tiny_vit()  # the same initial weights as the ranks'
+    for name in VIT_LOSSES:
+        loss, grads = _vit_step(model, global_images(), LOSSES[name]())
+        per_rank = [out[f"vit_{name}"] for out in exactness_ranks]
+        mean = torch.stack([rank_loss for rank_loss, _ in per_rank]).mean()
+        diffs = [(mean - loss).abs()]
+        for _, rank_grads in per_rank:
+            assert rank_grads.keys() == grads.keys()
+            diffs += [(rank_grads[k] - g).abs().max() for k, g in grads.items()]
+        diff = float(torch.stack(diffs).max())
+        scale = max(float(g.abs().max()) for g in grads.values())
+        print(f"vit {name}: max abs difference {diff:.1e} (largest gradient {scale:.1e})")
+        assert diff < TOLERANCE and scale > 1e-3, name  # and the gradients are not all zero
 
 
 def _gather_with_grad(rank: int) -> tuple:
