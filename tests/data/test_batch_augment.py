@@ -403,7 +403,9 @@ def test_batched_datamodule_serves_uint8_batches_and_seeded_views(name, train_co
     again, _ = datamodule.on_after_batch_transfer(first, 0)
     assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
     for epoch, rank, index in [(3, 0, 0), (2, 1, 0), (2, 0, 1)]:
-        datamodule.trainer = SimpleNamespace(current_epoch=epoch, global_rank=rank, accelerator=None)
+        datamodule.trainer = SimpleNamespace(
+            current_epoch=epoch, global_rank=rank, accelerator=None
+        )
         other, _ = datamodule.on_after_batch_transfer(first._replace(index=index), 0)
         assert not torch.equal(other[0], views[0])
     # Eval batches (images, labels) pass through.
