@@ -30,7 +30,6 @@ no targets judged, torch.compile left out): the default test run runs it, so it 
 import argparse
 import contextlib
 import csv
-import datetime
 import gc
 import io
 import os
@@ -55,6 +54,8 @@ for path in (ROOT / "benchmarks", ROOT / "tests"):  # timing.py & co; the gpu te
         sys.path.insert(0, str(path))
 os.environ.setdefault("ORBITCL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+from record_results import provenance  # noqa: E402 -- benchmarks/ is on the path from here
 
 TEMPERATURE = 0.5
 MEMORY_TARGET_MIB = 1024  # NT-Xent's peak at 2N = 65536, fp32
@@ -596,10 +597,7 @@ def header(scale: Scale) -> list[str]:
     cuda = torch.cuda.is_available()
     card = torch.cuda.get_device_name(0) if cuda else "none (CPU)"
     count = torch.cuda.device_count() if cuda else 0
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit, now = provenance()
     return [
         f"- date: {now}",
         f"- card: {card} x {count}" + (" (CPU smoke: no GPU figure)" if not scale.judged else ""),

@@ -30,6 +30,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def provenance() -> tuple[str, str]:
+    """The checkout's short commit and the time now (UTC): where a results page comes from."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return commit, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def machine() -> list[str]:
     """The lines that say where and when the figures were measured."""
     import torch  # the benchmarks' own dependency; imported here only for its version
@@ -38,10 +46,7 @@ def machine() -> list[str]:
         load = "%.2f, %.2f, %.2f" % os.getloadavg()  # noqa: UP031 -- three floats
     except OSError:
         load = "unknown"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit, now = provenance()
     return [
         f"- date: {now}",
         f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()}",
