@@ -213,6 +213,26 @@ def test_bad_settings_and_labels_name_the_field(tmp_path):
     torch.testing.assert_close(from_file, from_list, **EXACT)
 
 
+def test_xclr_class_similarity_is_float64_on_the_cpu_and_float32_on_a_device():
+    # No float64 on an accelerator: the meta device stands in for one (same _apply path).
+    loss = XCLRLoss(class_similarity=SIMILARITY)
+    assert loss.class_similarity.dtype == torch.float64
+    moved = loss.to("meta")
+    assert (moved.class_similarity.device.type, moved.class_similarity.dtype) == (
+        "meta",
+        torch.float32,
+    )
+    moved.set_class_similarity(SIMILARITY)  # replaced on the device, in float32
+    assert (moved.class_similarity.device.type, moved.class_similarity.dtype) == (
+        "meta",
+        torch.float32,
+    )
+    back = moved.to_empty(device="cpu")
+    back.set_class_similarity(SIMILARITY)
+    assert back.class_similarity.dtype == torch.float64
+    torch.testing.assert_close(back.class_similarity, torch.tensor(SIMILARITY, dtype=torch.float64))
+
+
 PER_RANK = 4
 MODULES = {  # built with gather_distributed=True on the ranks
     "soft_supcon": functools.partial(SoftSupConLoss, temperature=0.3, epsilon=0.2),

@@ -15,6 +15,8 @@ from orbitcl.losses import kernels
 from orbitcl.losses.base import TensionLoss
 from orbitcl.losses.functional import check_t_min, check_temperature
 
+KEY_RANGE = 2**62  # the sort keys of shuffle_negatives: uniform integers in [0, 2^62)
+
 
 def shuffle_negatives(
     t: Tensor, cols: Tensor, generator: torch.Generator | None = None, negatives: str = "all"
@@ -28,9 +30,10 @@ def shuffle_negatives(
     ``seed_everything``). Memory: a few (2n, K) index matrices (int64), K negatives per row.
     """
     neg = kernels.negative_cols(cols, t.shape[1], negatives)  # (2n, K)
-    # A uniform permutation per row: the ranks of i.i.d. uniforms (float64: ties, which would
-    # bias the order, have a probability of about (2N)^2 / 2^54 per row).
-    keys = torch.rand(neg.shape, generator=generator, dtype=torch.float64, device=t.device)
+    # A uniform permutation per row: the ranks of i.i.d. uniform int64 keys (ties, which would
+    # bias the order, have a probability of about K^2 / 2^63 per row; float32 uniforms would
+    # tie often at K in the thousands, and float64 has no place on the device).
+    keys = torch.randint(KEY_RANGE, neg.shape, generator=generator, device=t.device)
     source = neg.gather(1, keys.argsort(1))  # (2n, K): pi_i(k) for each negative k
     return t.scatter(1, neg, t.gather(1, source))
 

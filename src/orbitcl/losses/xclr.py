@@ -122,9 +122,23 @@ class XCLRLoss(WeightedInfoNCELoss):
         else:
             self.register_buffer("class_similarity", load_class_similarity(class_similarity))
 
+    def _apply(self, fn, recurse=True):
+        # S_c is float64 on the CPU, where the float64 references read it; on an accelerator it
+        # is kept in float32, the anchors' dtype there (no float64 on the device).
+        super()._apply(fn, recurse)
+        similarity = self.class_similarity
+        off_cpu = similarity is not None and similarity.device.type != "cpu"
+        if off_cpu and similarity.dtype == torch.float64:
+            self.class_similarity = similarity.float()
+        return self
+
     def set_class_similarity(self, class_similarity) -> None:
-        """Sets ``S_c`` (C, C) (anything ``load_class_similarity`` reads)."""
-        self.class_similarity = load_class_similarity(class_similarity)
+        """Sets ``S_c`` (C, C) (anything ``load_class_similarity`` reads), on the device of the
+        buffer it replaces, if any."""
+        matrix = load_class_similarity(class_similarity)
+        if self.class_similarity is not None and self.class_similarity.device.type != "cpu":
+            matrix = matrix.to(self.class_similarity.device, torch.float32)  # as in _apply
+        self.class_similarity = matrix
 
     def kernel_weights(self, labels: Tensor, dtype: torch.dtype) -> ClassWeights:
         if self.class_similarity is None:
