@@ -41,7 +41,7 @@ time-to-knn: $(VENV)/.installed  ## wall time of MNIST ORL to kNN 0.97 (orl_mnis
 GPU_PYTHON ?= python3
 GPU_WHEELS ?= .gpu-wheels
 GPU_DATA ?= .gpu-data
-GPU_ROOTS := hydra-core omegaconf lightly wandb pytest pytest-xdist
+GPU_ROOTS := hydra-core omegaconf lightly pytest pytest-xdist
 
 gpu-wheels:  ## needs only pip and packaging: the project's venv if there is one, else $(PYTHON)
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_wheels.py --wheels $(GPU_WHEELS) --data $(GPU_DATA)

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON_VERSION = "3.12"  # the device's python3 (/opt/torch/.venv/bin/python3, Python 3.12.3)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 # What the check imports that the device lacks, and pytest's plugins in case it lacks them.
-ROOTS = ("hydra-core", "omegaconf", "lightly", "wandb", "pytest", "pytest-xdist")
+ROOTS = ("hydra-core", "omegaconf", "lightly", "pytest", "pytest-xdist")
 # The roots whose closure leaves out PyTorch: pip resolves these from the folder alone.
-TORCH_FREE_ROOTS = ("hydra-core", "omegaconf", "wandb", "pytest", "pytest-xdist")
+TORCH_FREE_ROOTS = ("hydra-core", "omegaconf", "pytest", "pytest-xdist")
 # Packages on the device machines (its image's `pip list`, 2026-11), by name: never downloaded.
 # Requirements on them are trusted to hold (their versions there are not all known).
 DEVICE_HAS = """
@@ -65,12 +65,13 @@ zipp
 """
 DEVICE_HAS = {canonicalize_name(name) for name in DEVICE_HAS.split()}
 # Downloaded although the device has them: their version there may be too old for a root
-# (googleapis-common-protos needs protobuf >= 6.33.5, W&B click >= 8.2, ...) and is not known
-# here. pip installs each only where the device's own does not satisfy a requirement.
+# (lightly's pydantic needs a recent typing-extensions, ...) and is not known here. pip installs
+# each only where the device's own does not satisfy a requirement. W&B is not among the roots:
+# orbitcl imports it only in runs that log to it, and the check logs nowhere.
 ALSO = (
     *("pytest", "pytest-xdist", "pluggy", "iniconfig", "execnet", "pygments", "packaging"),
-    *("protobuf", "typing-extensions", "click", "pyyaml", "xxhash", "requests", "urllib3"),
-    *("idna", "certifi", "charset-normalizer", "httpx", "httpcore", "h11", "anyio"),
+    *("typing-extensions", "pyyaml", "requests", "urllib3", "idna", "certifi"),
+    "charset-normalizer",
 )
 # antlr4-python3-runtime 4.9.3 (OmegaConf pins 4.9.*) is published as a source archive only:
 # built here into a pure-Python wheel.

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import wandb
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -90,6 +89,8 @@ class SweepReport(Callback):
 def log_to_wandb(result: report.Report, directory: Path, logger_cfg: DictConfig) -> None:
     """Logs the report as W&B tables (`sweep/jobs`, `sweep/summary`) and images in one run of
     the sweep's group, with files under `<sweep dir>/wandb/`."""
+    import wandb  # only a sweep that logs to W&B imports it
+
     from orbitcl.tracking.loggers import wandb_logger
 
     group = OmegaConf.select(logger_cfg, "group") or directory.name
@@ -111,7 +112,9 @@ def log_to_wandb(result: report.Report, directory: Path, logger_cfg: DictConfig)
     wandb.finish()
 
 
-def _table(rows: list[dict]) -> wandb.Table:
+def _table(rows: list[dict]) -> "wandb.Table":  # noqa: F821 -- imported where it is called
+    import wandb
+
     columns = list(rows[0])
     values = [[_plain(row[c]) for c in columns] for row in rows]
     return wandb.Table(columns=columns, data=values)

@@ -68,12 +68,13 @@ def tension_negatives(t: Tensor) -> Tensor:
 def quantiles(values: Tensor, qs: Tensor | list[float]) -> Tensor:
     """Linear-interpolation quantiles of a 1-D tensor, as ``torch.quantile`` computes them but
     with no limit on the number of values (a 2N = 8192 batch has 67M negatives; torch's is 16M)."""
-    qs = torch.as_tensor(qs, dtype=torch.float64, device=values.device)
+    # Positions in float64 (float32 cannot address 67M values), on the CPU: no float64 on the
+    # device; three numbers travel.
+    position = torch.as_tensor(qs, dtype=torch.float64) * (len(values) - 1)
+    low, high = position.floor(), position.ceil()
+    weight = (position - low).to(values.device, values.dtype)
+    low, high = low.long().to(values.device), high.long().to(values.device)
     ordered = values.sort().values
-    position = qs * (len(ordered) - 1)
-    low = position.floor().long()
-    high = position.ceil().long()
-    weight = (position - low).to(ordered.dtype)
     return ordered[low] + (ordered[high] - ordered[low]) * weight
 
 

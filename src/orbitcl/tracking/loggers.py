@@ -10,10 +10,10 @@ import re
 import secrets
 import socket
 import string
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-import wandb
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -55,6 +55,8 @@ def wandb_logger(save_dir: str, project: str, name: str, **kwargs) -> WandbLogge
     directory's (`run_id`) with `resume="allow"`: a killed run that resumes from its last.ckpt
     continues the same W&B run, online or offline, and its curves stay one line.
     """
+    import wandb  # here, not at the top: runs that do not log to W&B never import it
+
     kwargs = {"id": run_id(Path(save_dir)), "resume": "allow", **kwargs}
     mode, reason = wandb_mode()
     if mode == "online":
@@ -128,6 +130,8 @@ def _drop_tips(record: logging.LogRecord) -> bool:
 
 
 def _start(save_dir: str, project: str, name: str, mode: str, **kwargs) -> WandbLogger:
+    import wandb
+
     logger = WandbLogger(
         save_dir=save_dir,
         project=project,
@@ -138,3 +142,12 @@ def _start(save_dir: str, project: str, name: str, mode: str, **kwargs) -> Wandb
     )
     logger.experiment  # noqa: B018 -- starts the run now (a no-op on ranks other than zero)
     return logger
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Closes this process's W&B run, if there is one. W&B is imported only by runs that log to
+    it (``wandb_logger``): where it was never imported there is no run to close, and a machine
+    without W&B (the GPU check's) trains with any other logger."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.finish(exit_code=exit_code)

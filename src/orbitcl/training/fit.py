@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import wandb
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +20,7 @@ from orbitcl.callbacks.requirements import skipped, usable_callbacks
 from orbitcl.checks.numbers import require_number
 from orbitcl.data import DataNotFoundError
 from orbitcl.tracking.last_metrics import LastMetrics
-from orbitcl.tracking.loggers import quiet_lightning_tips
+from orbitcl.tracking.loggers import finish_wandb, quiet_lightning_tips
 from orbitcl.training.config import ConfigError, build
 from orbitcl.training.job import in_multirun, run_job
 from orbitcl.training.labels import (
@@ -208,4 +207,4 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(3)
     finally:
         # Closed even after a crash, and then marked failed in W&B.
-        wandb.finish(exit_code=0 if sys.exc_info()[0] is None else 1)
+        finish_wandb(exit_code=0 if sys.exc_info()[0] is None else 1)

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
@@ -37,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from orbitcl.callbacks import names
 from orbitcl.data import DataNotFoundError
+from orbitcl.tracking.loggers import finish_wandb
 from orbitcl.training.config import ConfigError
 from orbitcl.training.nonfinite import NonFiniteLossError
 from orbitcl.training.resume import config_differences
@@ -139,7 +139,7 @@ def run_job(
             print(f"orbitcl: error: {err}", file=sys.stderr)
     finally:
         result["wall_time_s"] = time.perf_counter() - start
-        wandb.finish(exit_code=result["exit_code"])  # no-op without a W&B run
+        finish_wandb(exit_code=result["exit_code"])  # no-op without a W&B run
         if rank_zero_only.rank == 0:
             _write_result(run_dir / RESULT_FILE, result)
     return result["metrics"].get(names.KNN_ACC)
