@@ -1,10 +1,22 @@
-"""Test-wide environment: the offline dataset copies, and W&B never reaching the network."""
+"""Test-wide environment: the offline dataset copies, W&B never reaching the network, and the
+cores shared out between the xdist workers."""
 
 import os
 
-import pytest
-import torch
-from helpers.paths import CONF_DIR, SHARED_DATA
+# The cores, shared out between the xdist workers (and the subprocesses they start, through
+# OMP_NUM_THREADS), before torch is imported. By default every worker takes one thread per core:
+# on 2 cores, 2 workers then run 4 threads, and small parallel ops wait on each other (the
+# linear probe's L-BFGS, thousands of tiny dot products, ran 13x slower that way).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers.paths import CONF_DIR, SHARED_DATA  # noqa: E402
+
+if _WORKERS > 1:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Set at import, before any config is composed, so ${oc.env:ORBITCL_DATA_DIR,...} sees it.
 os.environ.setdefault("ORBITCL_DATA_DIR", str(SHARED_DATA))
