@@ -5,6 +5,7 @@ images they replace; on digits (in memory) and on an image folder (decoded from 
 
 import pytest
 import torch
+from helpers import gpu_checks
 from helpers.data_files import write_image_folder
 from torch import nn
 from torchvision.transforms import v2
@@ -138,3 +139,8 @@ def test_uint8_images_without_normalise_are_refused_and_the_model_left_as_it_was
     with pytest.raises(ValueError, match=message):  # a later batch: modes restored all the same
         embed_batches(encoder, projector, [transformed(datamodule, images), images])
     assert encoder.training and all(m.training for m in encoder.modules())
+
+
+def test_the_gpu_check_of_the_fixed_images_runs_on_the_cpu():
+    """tests/gpu runs it on CUDA (uint8 across, no host sync); here its path cannot rot."""
+    assert gpu_checks.fixed_images_embed_on_device("cpu") <= 1e-6
