@@ -102,8 +102,8 @@ def fixed_test_images(datamodule, n_images: int, seed: int = 0) -> Tensor:
 
 
 def require_normalise(images: Tensor, normalise: Callable[[Tensor], Tensor] | None) -> None:
-    """Raises unless float `images` or a `normalise` for uint8 ones is given: a model fed raw
-    bytes 0..255 would run, and give wrong numbers, without a word."""
+    """Raises unless `images` are float or a `normalise` for uint8 ones is given (torch's own
+    dtype error, deep in the model, would not say what is missing). Reads the dtype alone."""
     if images.dtype == torch.uint8 and normalise is None:
         raise ValueError(
             f"images of shape {tuple(images.shape)} are uint8 and normalise=None: uint8 images "
