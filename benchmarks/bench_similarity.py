@@ -45,7 +45,6 @@ def main() -> None:
             N_IMAGES,
             2,
             dm.train_transform,
-            bank.transform,
             0,
             batch_transform=dm.augment_batch,
         )

@@ -38,11 +38,12 @@ def compare(
             f"{run_a.name} was trained on {run_a.cfg.dataset._target_}, {run_b.name} on "
             f"{run_b.cfg.dataset._target_}: compare runs on one dataset"
         )
-    images = fixed_test_images(run_a.datamodule, n_images, seed)
-    embedded = [
-        dict(zip(SPACES, embed(run.encoder, run.projector, images), strict=True))
-        for run in (run_a, run_b)
-    ]
+    images = fixed_test_images(run_a.datamodule, n_images, seed)  # uint8
+    normalise = run_a.datamodule.normalise  # RUN_A's eval transform, for both runs
+    embedded = []
+    for run in (run_a, run_b):
+        features, projections = embed(run.encoder, run.projector, images, normalise=normalise)
+        embedded.append({"encoder": features, "projector": projections})
     results = {}
     for space in spaces:
         x, y = embedded[0][space], embedded[1][space]

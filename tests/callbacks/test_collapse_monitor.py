@@ -28,9 +28,10 @@ def test_it_logs_both_spaces_on_the_fixed_images(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         callback.on_validation_epoch_end(trainer, module)
     assert sorted(module.logged) == [names.collapse_metric("std", "encoder"), names.COLLAPSE_STD]
-    images = callback.images(trainer)
+    images = callback.images(trainer)  # uint8; the eval transform of each is what is embedded
+    transformed = torch.stack([trainer.datamodule.eval_transform(image) for image in images])
     with torch.no_grad():
-        z = module.projector(module.encoder(images))
+        z = module.projector(module.encoder(transformed))
     assert module.logged[names.COLLAPSE_STD] == pytest.approx(collapse_std(z), rel=1e-5)
     # A random linear projector of digits is far from collapse: near 1/sqrt(8), and no warning.
     assert 0.3 / math.sqrt(8) < module.logged[names.COLLAPSE_STD] <= 1.01 / math.sqrt(8)

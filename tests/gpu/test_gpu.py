@@ -28,6 +28,10 @@ def test_batched_augmentation_on_cuda_matches_the_cpu():
     gpu_checks.batched_augmentation_matches_cpu("cuda")
 
 
+def test_fixed_images_cross_as_uint8_and_embed_as_their_eval_transform_on_cuda():
+    gpu_checks.fixed_images_embed_on_device("cuda")
+
+
 def test_bf16_step_trains_with_fp32_projections():
     gpu_checks.bf16_step_trains("cuda")
 

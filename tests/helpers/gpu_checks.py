@@ -107,6 +107,44 @@ def batched_augmentation_matches_cpu(device: str, n: int = 64) -> float:
     return float((on_device - on_cpu).abs().max())
 
 
+def fixed_images_embed_on_device(device: str, n: int = 64) -> float:
+    """The diagnostics' fixed test images (digits), held uint8, copied to `device` as uint8 and
+    normalised there (`metrics.orbits.embed` with the datamodule's `normalise`), against their
+    eval transform made on the CPU and embedded on the same device (IEEE fp32: TF32 would round
+    the two paths' 1-ulp input differences apart): the same embeddings to 1e-6. On CUDA the
+    normalisation makes no host sync. Returns the largest difference."""
+    from orbitcl.data import DigitsDataModule
+    from orbitcl.metrics.orbits import embed, fixed_test_images
+
+    datamodule = DigitsDataModule(num_workers=0)
+    datamodule.setup()
+    images = fixed_test_images(datamodule, n)  # uint8 (n, 1, 8, 8), on the CPU
+    seen = []
+
+    def normalise(batch: torch.Tensor) -> torch.Tensor:
+        seen.append((batch.dtype, batch.device.type))  # what crossed to the device
+        return datamodule.normalise(batch)
+
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+    encoder, projector = encoder.to(device), torch.nn.Linear(16, 8).to(device)
+    old = torch.stack([datamodule.eval_transform(image) for image in images])  # float, CPU
+    with precision.ieee_fp32():
+        ours = embed(encoder, projector, images, batch_size=n // 4, normalise=normalise)
+        theirs = embed(encoder, projector, old, batch_size=n // 4)
+    assert seen == [(torch.uint8, torch.device(device).type)] * 4, seen
+    error = max(float((a - b).abs().max()) for a, b in zip(ours, theirs, strict=True))
+    assert error <= 1e-6, error
+    if torch.device(device).type == "cuda":
+        on_device = images.to(device)  # the mean and std are on the device since the embedding
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            datamodule.normalise(on_device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return error
+
+
 def bf16_step_trains(device: str, n: int = 32) -> tuple[float, float]:
     """A bf16-mixed training step of conv_small + projector + ORL on `device`: the loss sees
     fp32 projections (``training.projection``), it is finite, within bf16's rounding of the

@@ -137,8 +137,10 @@ def test_callback_logs_size_correlation_only_for_unequal_counts(class_counts, lo
     assert ("classes/size_correlation" in module.logged) == logged
     assert (tmp_path / "plots" / "class_geometry_step000007.png").is_file()
     if logged:
-        images, labels = callback.chosen(trainer)
-        z = module.projector(module.encoder(images))
+        images, labels = callback.chosen(trainer)  # uint8: the eval transform is embedded
+        z = module.projector(
+            module.encoder(torch.stack([datamodule.eval_transform(image) for image in images]))
+        )
         expected = size_correlation(
             prototype_cosines(z.detach(), labels, 10), torch.tensor(datamodule.train_class_counts())
         )

@@ -35,8 +35,10 @@ def test_orbits_hold_the_test_images_and_their_augmented_views(digits):
     images, labels = digits._test
     assert orbits.anchors.shape == (20, 1, 8, 8) and orbits.views.shape == (20, 3, 1, 8, 8)
     assert torch.equal(orbits.labels, labels[orbits.indices])
+    # The anchors as the split holds them (uint8, normalised when embedded); the views float.
+    assert orbits.anchors.dtype == torch.uint8 and orbits.views.dtype == torch.float32
+    assert torch.equal(orbits.anchors, images[orbits.indices])
     expected = torch.stack([digits.eval_transform(image) for image in images[orbits.indices]])
-    assert torch.equal(orbits.anchors, expected)
     # This datamodule's "augmentation" is a one-pixel roll, then the eval transform.
     assert torch.equal(orbits.views[:, 1], expected.roll(1, dims=-1))
 
@@ -50,13 +52,12 @@ def test_batched_views_are_the_batch_transform_of_each_image_fixed_by_the_seed(d
         return x.float() + torch.rand(len(x), generator=generator)[:, None, None, None]
 
     def orbits(seed):
-        return sample_orbits(
-            images, labels, 20, 3, None, digits.eval_transform, seed, batch_transform
-        )
+        return sample_orbits(images, labels, 20, 3, None, seed, batch_transform)
 
     first, again, other = orbits(0), orbits(0), orbits(1)
     assert sizes == [60, 60, 60]  # all views of all images in one call
     assert first.views.shape == (20, 3, 1, 8, 8)
+    assert torch.equal(first.anchors, images[first.indices])  # uint8, as in the split
     assert torch.equal(first.views, again.views) and not torch.equal(first.views, other.views)
     noise = first.views - images[first.indices].float()[:, None]  # each view's own draw
     assert ((noise >= 0) & (noise < 1)).all()
@@ -72,10 +73,10 @@ def test_random_augmentations_give_distinct_views():
 
 def test_more_anchors_than_images_takes_the_whole_split():
     images = torch.randint(0, 255, (5, 1, 4, 4), dtype=torch.uint8)
-    orbits = sample_orbits(images, torch.arange(5), 50, 2, lambda x: x.float(), lambda x: x.float())
+    orbits = sample_orbits(images, torch.arange(5), 50, 2, lambda x: x.float())
     assert orbits.indices.tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="n_views=0"):
-        sample_orbits(images, torch.arange(5), 5, 0, lambda x: x, lambda x: x)
+        sample_orbits(images, torch.arange(5), 5, 0, lambda x: x)
 
 
 def test_embedding_uses_eval_mode_and_restores_training_mode(digits):
@@ -84,7 +85,8 @@ def test_embedding_uses_eval_mode_and_restores_training_mode(digits):
     encoder.train()
     projector.train()
     orbits = orbits_of_test_split(digits, n_anchors=10, n_views=3, seed=0)
-    spaces = embed_orbits(encoder, projector, orbits, batch_size=7)  # batches of 7: no matter
+    # Batches of 7: no matter.
+    spaces = embed_orbits(encoder, projector, orbits, batch_size=7, normalise=digits.normalise)
     assert encoder.training and projector.training
     assert all(m.training for m in (*encoder.modules(), *projector.modules()))
     anchors, views = spaces["projector"]

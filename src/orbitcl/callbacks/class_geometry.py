@@ -16,21 +16,22 @@ from orbitcl.tracking import plots
 
 def images_per_class(datamodule, n_per_class: int, seed: int) -> tuple[Tensor, Tensor]:
     """Up to ``n_per_class`` test images of each class of a set-up datamodule, chosen by a
-    permutation seeded with ``seed``, in the split's order: (images (B, C, H, W) with the eval
-    transform, labels (B,)). The recipe the callback and ``orbitcl.analyze`` share."""
+    permutation seeded with ``seed``, in the split's order: (images uint8 (B, C, H, W), as the
+    split holds them, to embed with the datamodule's ``normalise``; labels (B,)). The recipe the
+    callback and ``orbitcl.analyze`` share."""
     queries = datamodule.val_dataloader()[1].dataset  # the test split
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(queries.labels), generator=generator)
     labels = torch.as_tensor(queries.labels)[order]
     chosen = [order[labels == c][:n_per_class] for c in labels.unique().tolist()]
     keep = torch.cat(chosen).sort().values
-    images = torch.stack([queries.transform(queries.images[i]) for i in keep.tolist()])
-    return images, torch.as_tensor(queries.labels)[keep]
+    return queries.images[keep], torch.as_tensor(queries.labels)[keep]  # files: decoded here
 
 
 class ClassGeometry(L.Callback):
-    """At every validation, on up to ``n_per_class`` fixed test images of each class (eval
-    transform, chosen once from ``seed``): logs ``classes/simplex_deviation``,
+    """At every validation, on up to ``n_per_class`` fixed test images of each class (held
+    uint8, normalised on the model's device by the datamodule's ``normalise``; chosen once from
+    ``seed``): logs ``classes/simplex_deviation``,
     ``classes/within_cos``, ``classes/between_cos``, ``classes/gap`` and
     ``classes/prototype_cos_std`` (``metrics.class_geometry``); draws the prototype
     cosine matrix to ``plots/class_geometry_stepNNNNNN.png`` (and the dashboards'
@@ -55,7 +56,7 @@ class ClassGeometry(L.Callback):
         self._sizes: Tensor | None = None  # training class counts, if unequal
 
     def chosen(self, trainer: L.Trainer) -> tuple[Tensor, Tensor]:
-        """(images (B, C, H, W) transformed, labels (B,)), drawn at the first call; with them
+        """(images uint8 (B, C, H, W), labels (B,)), drawn at the first call; with them
         the training class counts, if unequal."""
         if self._chosen is None:
             datamodule = trainer.datamodule
@@ -69,7 +70,8 @@ class ClassGeometry(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         images, labels = self.chosen(trainer)
-        _, z = embed(pl_module.encoder, pl_module.projector, images, self.batch_size)
+        normalise = trainer.datamodule.normalise
+        _, z = embed(pl_module.encoder, pl_module.projector, images, self.batch_size, normalise)
         n_classes = int(labels.max()) + 1
         for name, value in class_geometry(z, labels, n_classes, self._sizes).items():
             pl_module.log(names.class_metric(name), value, rank_zero_only=True)

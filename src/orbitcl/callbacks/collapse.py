@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class CollapseMonitor(L.Callback):
-    """At the end of each validation, on ``n_images`` fixed test images (eval transform, chosen
-    once from ``seed``: at the defaults the spectrum diagnostics' anchors, the orbit
-    diagnostics' among them), logs ``collapse/std`` for the projections and
+    """At the end of each validation, on ``n_images`` fixed test images (held uint8, normalised
+    on the model's device by the datamodule's ``normalise``: the eval transform; chosen once from
+    ``seed``: at the defaults the spectrum diagnostics' anchors, the orbit diagnostics' among
+    them), logs ``collapse/std`` for the projections and
     ``collapse/encoder/std`` for the encoder features (``metrics.collapse.collapse_std``: about
     ``1/sqrt(d)`` when not collapsed, 0 when collapsed; Chen and He 2021, Fig. 2).
 
@@ -54,7 +55,7 @@ class CollapseMonitor(L.Callback):
         self._collapsing = False  # warned since it last stood above the threshold
 
     def images(self, trainer: L.Trainer) -> Tensor:
-        """The fixed test images (B, C, H, W), chosen at the first call."""
+        """The fixed test images, uint8 (B, C, H, W), chosen at the first call."""
         if self._images is None:
             self._images = fixed_test_images(trainer.datamodule, self.n_images, self.seed)
         return self._images
@@ -62,7 +63,8 @@ class CollapseMonitor(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        h, z = embed(pl_module.encoder, pl_module.projector, self.images(trainer), self.batch_size)
+        images, normalise = self.images(trainer), trainer.datamodule.normalise
+        h, z = embed(pl_module.encoder, pl_module.projector, images, self.batch_size, normalise)
         std = collapse_std(z)  # z: (B, d)
         pl_module.log(names.collapse_metric("std"), std, rank_zero_only=True)
         pl_module.log(names.collapse_metric("std", "encoder"), collapse_std(h), rank_zero_only=True)

@@ -24,9 +24,10 @@ class OrbitDiagnostics(L.Callback):
     `orbit/anchor_view_cos_hist` and image `orbit/anchor_view_cos_plot`.
 
     The images are the test split as the validation queries loader serves it (the second of
-    the datamodule's [bank, queries] loaders), the views come from the datamodule's
-    `train_transform`; both are drawn once from `seed`, so every validation sees the same
-    orbits. Cost: one forward pass over A*(K+1) images (2200 at the defaults). Rank zero only.
+    the datamodule's [bank, queries] loaders: uint8, normalised on the model's device by the
+    datamodule's `normalise`), the views come from the datamodule's `train_transform`; both are
+    drawn once from `seed`, so every validation sees the same orbits. Cost: one forward pass
+    over A*(K+1) images (2200 at the defaults). Rank zero only.
     """
 
     needs = DataNeeds(test_split=True)  # no labels: views of an image are its orbit
@@ -59,8 +60,9 @@ class OrbitDiagnostics(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        orbits, normalise = self.orbits(trainer), trainer.datamodule.normalise
         spaces = embed_orbits(
-            pl_module.encoder, pl_module.projector, self.orbits(trainer), self.batch_size
+            pl_module.encoder, pl_module.projector, orbits, self.batch_size, normalise
         )
         for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
             for name, value in geometry.orbit_metrics(anchors, views).items():

@@ -74,7 +74,6 @@ class SimilarityStatistics(L.Callback):
                 self.n_images,
                 2,
                 view_transform=datamodule.train_transform,
-                anchor_transform=datamodule.eval_transform,
                 seed=self.seed,
                 batch_transform=datamodule.augment_batch if batched else None,
             )

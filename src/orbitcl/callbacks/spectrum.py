@@ -116,7 +116,6 @@ class SpectrumDiagnostics(L.Callback):
                 self.n_anchors,
                 self.n_views,
                 view_transform=datamodule.train_transform,
-                anchor_transform=queries.transform,
                 seed=self.seed,
                 batch_transform=datamodule.augment_batch if batched else None,
             )
@@ -153,7 +152,10 @@ class SpectrumDiagnostics(L.Callback):
         orbits = self.orbits(trainer)
         if orbits is None:
             return
-        spaces = embed_orbits(pl_module.encoder, pl_module.projector, orbits, self.batch_size)
+        normalise = trainer.datamodule.normalise  # the anchors are uint8
+        spaces = embed_orbits(
+            pl_module.encoder, pl_module.projector, orbits, self.batch_size, normalise
+        )
         step = trainer.global_step
         self.steps.append(step)
         metrics = {}

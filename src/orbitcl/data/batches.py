@@ -45,7 +45,8 @@ class EvalSplit(TensorBatchDataset):
     """A validation split, images uint8 (N, C, H, W) and labels (N,), served as `EvalBatch`es
     of uint8 images (a quarter of float32's bytes to copy), normalised on the device. `transform`
     (the eval transform) serves those that take single items: `split[i]` is
-    `(transform(image), label)`, as an image dataset's (the diagnostics' orbits use it too)."""
+    `(transform(image), label)`, as an image dataset's. The diagnostics' fixed images are taken
+    from `images` as they are, uint8, and normalised on the device too (`metrics.orbits`)."""
 
     def __init__(self, images: Tensor, labels: Tensor, transform):
         super().__init__(images, labels)

@@ -82,13 +82,15 @@ def analyze(
     runs[0].datamodule.setup()
     orbits = orbits_of_test_split(runs[0].datamodule, n_anchors, n_views, seed)
     umap_orbits = orbits_of_test_split(runs[0].datamodule, umap_images, umap_views, seed)
+    normalise = runs[0].datamodule.normalise
 
     rows, cosines, umaps, tensions = [], {"projector": {}, "encoder": {}}, {}, {}
     n_classes = int(runs[0].datamodule.num_classes or 0)
     n_classes = n_classes if len(orbits.labels.unique()) == n_classes else 0  # all classes drawn
     for name, run in zip(names, runs, strict=True):
         log.info("measuring %s (%s)", name, run.checkpoint)
-        spaces = embed_orbits(run.encoder, run.projector, orbits)  # (A, d), (A, K, d) each
+        # The first run's eval transform for the uint8 anchors of all (the same test split).
+        spaces = embed_orbits(run.encoder, run.projector, orbits, normalise=normalise)
         metrics = {space: geometry.orbit_metrics(*spaces[space]) for space in spaces}
         for space, (_, views) in spaces.items():
             metrics[space] |= {

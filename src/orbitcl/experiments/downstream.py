@@ -22,17 +22,16 @@ def encode(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Features of every `(images, labels)` batch, on CPU: {"encoder": (N, e)} and, given a
     `projector`, {"projector": (N, d)}; and the labels (N,) (`metrics.orbits.embed_batches`).
-    `normalise`: the images' transform, applied on the encoder's device (a datamodule's eval
-    batches are uint8: `MultiViewDataModule.normalise`)."""
+    `normalise`: the transform of uint8 batches, applied on the encoder's device (a datamodule's
+    eval batches are uint8: `MultiViewDataModule.normalise`)."""
     labels = []
-    device = next(encoder.parameters()).device
 
     def images():
         for batch, targets in loader:
             labels.append(targets)
-            yield batch if normalise is None else normalise(batch.to(device, non_blocking=True))
+            yield batch
 
-    features, projections = embed_batches(encoder, projector, images())
+    features, projections = embed_batches(encoder, projector, images(), normalise)
     spaces = {"encoder": features} | ({} if projections is None else {"projector": projections})
     return spaces, torch.cat(labels)
 

@@ -100,8 +100,8 @@ def compare(
     if counts is None:
         return None
     sizes = torch.tensor(counts) if len(set(counts)) > 1 else None
-    images, labels = images_per_class(datamodule, n_per_class, seed)
-    _, z = embed(run.encoder, run.projector, images)
+    images, labels = images_per_class(datamodule, n_per_class, seed)  # uint8
+    _, z = embed(run.encoder, run.projector, images, normalise=datamodule.normalise)
     n_classes = datamodule.num_classes
     row = {"name": name, "class_counts": counts, "test_images": len(labels)}
     row["trained"] = class_geometry(z, labels, n_classes, sizes)

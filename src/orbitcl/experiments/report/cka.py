@@ -48,14 +48,16 @@ def cka_report(
         by_setting.setdefault(setting_name(job.get("swept", {}), replicate), []).append(job)
     for runs in by_setting.values():
         runs.sort(key=lambda j: str(j.get("swept", {}).get(replicate, "")))
-    images = None
+    images = normalise = None
     projections: dict[str, list] = {}
     for name, setting_jobs in by_setting.items():
         for job in setting_jobs:
             run = load_run(sweep_dir / job["job"], "cpu", allow)
-            if images is None:
+            if images is None:  # uint8, and the first run's eval transform for all
                 images = fixed_test_images(run.datamodule, N_IMAGES, seed)
-            projections.setdefault(name, []).append(embed(run.encoder, run.projector, images)[1])
+                normalise = run.datamodule.normalise
+            z = embed(run.encoder, run.projector, images, normalise=normalise)[1]
+            projections.setdefault(name, []).append(z)
     names = list(projections)
     between = linear_cka_matrix([projections[name][0] for name in names])
     within = {
