@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from helpers import reference_spectrum
 
 from orbitcl.metrics import spectrum
 
@@ -195,3 +196,61 @@ def test_alpha_req_against_the_authors_fit():
     assert spectrum.alpha_req(z) == pytest.approx(reptrix_alpha(ratio), rel=1e-10)
     # an unweighted fit over every rank, the convention before, gives another number
     assert abs(spectrum.alpha_req(z, start=1, end=None) - reptrix_alpha(ratio)) > 0.01
+
+
+# The shortcuts (LiDAR by a Cholesky whitening and the smaller Gram matrix; one SVD shared by
+# RankMe, alpha-ReQ and the log spectrum) against the direct (d, d) computation of
+# tests/helpers/reference_spectrum.py, on both sides of M = d and A = d.
+
+
+def orbit_cases():
+    """(name, views (A, K, d)): M = A K below and above d, A below and above d, and orbits whose
+    within-class scatter has rank 2 < d (delta alone makes Sigma_w invertible)."""
+    g = torch.Generator().manual_seed(11)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    low = randn(9, 1, 48) + randn(9, 3, 2) @ randn(2, 48)  # rank(within) <= 2
+    return [
+        ("M < d", randn(6, 4, 40) * randn(40).exp()),
+        ("A < d < M", randn(12, 5, 20) + 2.0),
+        ("d < A", randn(40, 3, 10) @ randn(10, 10)),
+        ("rank-deficient within", low),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_lidar_equals_the_direct_computation(case):
+    _, views = orbit_cases()[case]
+    d = views.shape[-1]
+    expected = reference_spectrum.lidar_eigenvalues(views)
+    values = spectrum.lidar_eigenvalues(views)
+    assert values.shape == (d,)
+    # every eigenvalue, the d - min(A, d) zeros included, to rounding of the largest
+    torch.testing.assert_close(values, expected, rtol=0, atol=1e-10 * expected.abs().max())
+    assert spectrum.lidar(views) == pytest.approx(reference_spectrum.lidar(views), rel=1e-9)
+    ridge = spectrum.lidar(views, delta=1e-2, eps=1e-6)
+    assert ridge == pytest.approx(reference_spectrum.lidar(views, 1e-2, 1e-6), rel=1e-9)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_view_metrics_equal_the_direct_computation(case):
+    _, views = orbit_cases()[case]
+    flat = views.flatten(0, 1)
+    values, log_spectrum = spectrum.view_metrics(views, start=2, end=30)
+    sigma = reference_spectrum.singular_values(flat)
+    lam = sigma.square() / (len(flat) - 1)
+    assert values["rankme"] == pytest.approx(reference_spectrum.smooth_rank(sigma, 1e-7), rel=1e-9)
+    assert values["alpha"] == pytest.approx(spectrum.power_law_exponent(lam, 2, 30), rel=1e-9)
+    assert values["lidar"] == pytest.approx(reference_spectrum.lidar(views), rel=1e-9)
+    # the functions the callback called before, one SVD each: the same numbers
+    assert values["rankme"] == spectrum.rankme(flat)
+    assert values["alpha"] == spectrum.alpha_req(flat, 2, 30)
+    assert torch.equal(log_spectrum, spectrum.normalised_log_spectrum(flat))
+
+
+def test_lidar_without_a_ridge_on_rank_deficient_orbits_is_refused():
+    _, views = orbit_cases()[3]
+    with pytest.raises(ValueError, match="delta=0.0 is invalid.*need delta > 0"):
+        spectrum.lidar(views, delta=0.0)

@@ -160,13 +160,10 @@ class SpectrumDiagnostics(L.Callback):
         self.steps.append(step)
         metrics = {}
         for space, (anchors, views) in spaces.items():  # (A, d), (A, K, d)
-            flat = views.flatten(0, 1)  # (A K, d)
-            metrics[names.spectrum_metric("rankme", space)] = spectrum.rankme(flat)
-            metrics[names.spectrum_metric("alpha", space)] = spectrum.alpha_req(
-                flat, *self.alpha_range
-            )
-            metrics[names.spectrum_metric("lidar", space)] = spectrum.lidar(views)
-            self.history[space].append(spectrum.normalised_log_spectrum(flat))
+            values, log_spectrum = spectrum.view_metrics(views, *self.alpha_range)
+            for name, value in values.items():  # rankme, alpha, lidar
+                metrics[names.spectrum_metric(name, space)] = value
+            self.history[space].append(log_spectrum)
             if self._n_classes >= 2 and self._all_classes(orbits.labels):
                 metrics[names.class_metric("nc1", space)] = nc1(
                     anchors, orbits.labels, self._n_classes

@@ -93,11 +93,7 @@ def analyze(
         spaces = embed_orbits(run.encoder, run.projector, orbits, normalise=normalise)
         metrics = {space: geometry.orbit_metrics(*spaces[space]) for space in spaces}
         for space, (_, views) in spaces.items():
-            metrics[space] |= {
-                "rankme": spectrum.rankme(views.flatten(0, 1)),
-                "alpha": spectrum.alpha_req(views.flatten(0, 1)),
-                "lidar": spectrum.lidar(views),
-            }
+            metrics[space] |= spectrum.view_metrics(views)[0]  # rankme, alpha, lidar
         if n_classes >= 2:
             tensions[name] = run_class_tension(run, spaces, orbits.labels, n_classes)
         for space, (anchors, views) in spaces.items():
