@@ -5,6 +5,7 @@ that does what older runs did, do not refuse older checkpoints."""
 
 import hashlib
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,14 @@ from helpers.paths import CONF_DIR
 from helpers.stopping import stop_after
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torch import nn
 
+from orbitcl.losses import BYOLLoss, MoCoLoss, NTXentLoss
 from orbitcl.training.config import ConfigError
 from orbitcl.training.fit import train
-from orbitcl.training.resume import check_resumable
+from orbitcl.training.module import ContrastiveModule
+from orbitcl.training.resume import check_resumable, length_problem
+from orbitcl.training.schedules import warmup_cosine
 
 # A run of K = 6 optimiser steps (epochs of two steps on digits, diagnostics off), stopped after
 # two epochs as if killed there (`stop_after`): last.ckpt and epoch001-step000004.ckpt. Its
@@ -199,3 +204,32 @@ def test_a_missing_key_not_added_later_still_refuses(run_dir):
     last = moco_checkpoint(run_dir, without(resolved(run_dir), "loss.queue_size"))
     with pytest.raises(ConfigError, match="  loss.queue_size: '<absent>' in the checkpoint, 4096"):
         check_resumable(last, resolved(run_dir))
+
+
+@pytest.mark.parametrize(
+    "loss,scheduler,schedules",
+    [
+        ("byol", True, ["learning-rate schedule", "cosine momentum"]),
+        ("byol", False, ["cosine momentum"]),
+        ("moco", True, ["learning-rate schedule"]),  # MoCo's constant momentum: not K's
+        ("moco", False, []),
+        ("ntxent", False, []),
+    ],
+)
+def test_what_depends_on_the_run_length_is_named_and_only_that_refuses(loss, scheduler, schedules):
+    losses = {"byol": BYOLLoss(), "moco": MoCoLoss(dim=4, queue_size=8), "ntxent": NTXentLoss()}
+    module = ContrastiveModule(
+        nn.Linear(4, 4),
+        nn.Linear(4, 4),
+        losses[loss],
+        partial(torch.optim.SGD, lr=0.1),
+        warmup_cosine if scheduler else None,
+        predictor=nn.Linear(4, 4) if loss == "byol" else None,
+    )
+    named = module.schedules_over_run
+    assert len(named) == len(schedules)
+    assert all(s in n for s, n in zip(schedules, named, strict=True))
+    resumed = {"config": {"trainer": {"max_steps": 6}}, "stepping_batches": 6}
+    problem = length_problem(resumed, {"trainer": {"max_steps": 8}}, 8, named, "last.ckpt")
+    assert (problem is None) == (not schedules)  # without a schedule of K, the length may change
+    assert length_problem(resumed, resumed["config"], 6, named, "last.ckpt") is None

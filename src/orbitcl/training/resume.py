@@ -177,10 +177,11 @@ def length_problem(
     return (
         f"{checkpoint} was written by a run of K={_steps(stored)} optimiser steps, and this run "
         f"would have K={_steps(stepping_batches)}:\n{what}\n"
-        f"{' and '.join(schedules)} {'is a function' if len(schedules) == 1 else 'are functions'}"
-        " of K, so it would change mid-run, and nothing was written. Resume with the original "
-        "length (the trainer settings of the checkpoint); to train longer, start a new run "
-        "(another hydra.run.dir=...)."
+        f"{' and '.join(schedules)} "
+        f"{'is a function of K, so it' if len(schedules) == 1 else 'are functions of K, so they'}"
+        " would change mid-run. Nothing was written. Resume with the original length (the "
+        "checkpoint's trainer settings); to train longer, start a new run (another "
+        "hydra.run.dir=...)."
     )
 
 
