@@ -13,7 +13,9 @@ from lightning.pytorch.loggers import Logger
 class StartLogger(L.Callback):
     """Builds the logger with `build()` in `on_fit_start`, logs `hyperparameters` to it and puts
     it first among the trainer's loggers (`trainer.logger`), before any metric is logged. Place
-    it after the callbacks whose `on_fit_start` may refuse the run."""
+    it after the callbacks whose `on_fit_start` may refuse the run. (A strategy that restores a
+    checkpoint after its setup, such as DeepSpeed's, checks a resume after `on_fit_start`: the
+    logger has started by then. orbitcl's trainer presets, one device and DDP, restore before.)"""
 
     def __init__(self, build: Callable[[], Logger], hyperparameters: dict[str, Any]):
         self.build = build
