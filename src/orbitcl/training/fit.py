@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +22,7 @@ from orbitcl.checks.numbers import require_number
 from orbitcl.data import DataNotFoundError
 from orbitcl.tracking.last_metrics import LastMetrics
 from orbitcl.tracking.loggers import finish_wandb, quiet_lightning_tips
+from orbitcl.tracking.start import StartLogger
 from orbitcl.training.config import ConfigError, build
 from orbitcl.training.job import in_multirun, run_job
 from orbitcl.training.labels import (
@@ -101,16 +103,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     callbacks.append(ConfigSnapshot(config))
     resume_from = _resumable_checkpoint(callbacks, config)
     quiet_lightning_tips()
-    logger = build("logger", cfg.logger) if cfg.logger else False
     hyperparameters = config
     if class_counts is not None:
         save_class_counts(run_dir, datamodule, class_counts)
         hyperparameters = config | {"train_class_counts": class_counts}
-    if logger:
-        logger.log_hyperparams(hyperparameters)
+    if cfg.logger:  # started by the trainer, after ConfigSnapshot's check of a resume's length
+        callbacks.append(StartLogger(partial(build, "logger", cfg.logger), hyperparameters))
     last = LastMetrics()  # whichever logger was chosen, it keeps each metric's final value
-    loggers = [logger, last] if logger else [last]
-    trainer = build("trainer", cfg.trainer, logger=loggers, callbacks=callbacks)
+    trainer = build("trainer", cfg.trainer, logger=[last], callbacks=callbacks)
 
     # weights_only: a checkpoint holds tensors and plain data, and loading it runs no code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)

@@ -119,6 +119,19 @@ class ContrastiveModule(L.LightningModule):
                 loss.gather_distributed = True
 
     @property
+    def schedules_over_run(self) -> tuple[str, ...]:
+        """What in this run is a function of its length K (the trainer's
+        estimated_stepping_batches), named for a user: a resume with another K would change it
+        mid-run (orbitcl.training.resume.ConfigSnapshot refuses that)."""
+        schedules = []
+        if self.scheduler_factory is not None:  # called with total_steps=K
+            schedules.append("the learning-rate schedule (optim.scheduler)")
+        objectives = [self.objective, *self.aux_objectives.values()]
+        if any(objective.schedule_over_run for objective in objectives):
+            schedules.append("the momentum encoder's cosine momentum (loss.momentum_schedule)")
+        return tuple(schedules)
+
+    @property
     def predictor(self) -> nn.Module | None:
         """The predictor head (SimSiam, BYOL), or None."""
         return self.objective.predictor

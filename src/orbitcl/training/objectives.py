@@ -51,6 +51,10 @@ def predicted(predictor: nn.Module, zs: Sequence[Tensor]) -> list[Tensor]:
 class Objective(nn.Module):
     """A loss on every pair of views of a batch; holds no parameters."""
 
+    # Whether the step depends on the run's length K (``train_started``): a resume with another
+    # K would change it (orbitcl.training.resume.ConfigSnapshot).
+    schedule_over_run: bool = False
+
     def __init__(self, needs: Needs) -> None:
         super().__init__()
         self.needs = needs
@@ -112,6 +116,12 @@ class MomentumObjective(Objective):
         self.predictor = predictor
         self._keys: list[Tensor] | None = None
         self._total_steps: float = math.inf
+
+    @property
+    def schedule_over_run(self) -> bool:
+        """Whether the EMA rate depends on the run's length K (BYOL's cosine; MoCo's constant
+        does not)."""
+        return self.momentum_encoder.schedule != "constant"
 
     def train_started(self, total_steps: float) -> None:
         self.momentum_encoder.rate(0, total_steps)  # a cosine schedule refuses endless training

@@ -1,8 +1,11 @@
 """What makes a killed run resumable, exactly: each epoch seeded from (seed, epoch), and the
-run's config stored in its checkpoints so that a resume with a different config is refused; a
-checkpoint that cannot be resumed (truncated, of another experiment, not a checkpoint) stops the
-run before anything is written, naming the newest checkpoint beside it that would load."""
+run's config and length stored in its checkpoints so that a resume with a different config, or
+of another length where a schedule depends on it, is refused; a checkpoint that cannot be resumed
+(truncated, of another experiment, not a checkpoint) stops the run before anything is written,
+naming the newest checkpoint beside it that would load."""
 
+import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ import numpy as np
 import torch
 
 from orbitcl.training.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed: how long and where it runs, what it logs,
 # how data is read. Everything else (model, loss, optimiser, data and augmentation, seed) must
@@ -34,6 +39,21 @@ MAY_CHANGE_ON_RESUME = (
     "model.float32_matmul_precision",
     "loss.backend",  # ORL's elementwise kernels: the same numbers, up to float rounding
 )
+
+# Keys added to existing configs after resume checking began, each with the value that does what
+# the code did before the key existed: a stored config without such a key counts as holding that
+# value, so that older checkpoints still resume. A key goes here only if its default reproduces
+# the older computation exactly (not, say, rotated MNIST's own mean and std, which replaced
+# MNIST's); a stored value that differs, or a current value other than this one, is still refused.
+ADDED_LATER: dict[str, Any] = {
+    "loss.momentum_schedule": "constant",  # MoCo (8b7600c): its EMA rate was always constant
+    "loss.negatives": "all",  # NT-Xent, ORL and its controls (fc28859): SimCLR's k != i
+    "loss.num_classes": None,  # SupCon, Soft SupCon (0011937): None, the classes from the labels
+    "optim.lr_scaling": "none",  # AdamW (d5ddf56): optimizer.lr as given
+    "dataset.imbalance_ratio": 1,  # MNIST, CIFAR-10 (27161c8): 1 and no class_counts, the whole
+    "dataset.class_counts": None,  # train split (subset_seed then draws nothing)
+    "dataset.subset_seed": 0,
+}
 
 
 class EpochSeed(L.Callback):
@@ -82,13 +102,91 @@ class EpochSeed(L.Callback):
 
 
 class ConfigSnapshot(L.Callback):
-    """Stores the run's resolved config in every checkpoint (under `callbacks/ConfigSnapshot`)."""
+    """Stores the run's resolved config and its length in every checkpoint (under
+    `callbacks/ConfigSnapshot`), and stops a resume whose length would change a schedule.
+
+    The length is K, the trainer's `estimated_stepping_batches`: the optimiser steps of the whole
+    run, from `trainer.max_steps`, `max_epochs`, `limit_train_batches`,
+    `accumulate_grad_batches`, the devices, the batch size and the data. The learning-rate
+    schedule and a cosine momentum schedule (BYOL's target network) are functions of K, and a
+    checkpoint keeps their step, not K: a resume with another K would go on along another
+    schedule than the one the run started on. The module says which of its schedules depend on K
+    (`ContrastiveModule.schedules_over_run`); where one does, a resumed run whose K differs stops
+    with a ConfigError in `on_fit_start`, when K is first known and before the first optimiser
+    step and any checkpoint or metric is written. A checkpoint from before K was stored is
+    resumed unchecked, and the log says so.
+    """
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
+        self.stepping_batches: float | None = None  # K: known once the trainer is fitting
+        self._resumed: dict[str, Any] | None = None  # the checkpoint's state, on a resume
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Most strategies restore callbacks before on_fit_start, some after: checked at the later.
+        self._resumed = checkpoint.get("callbacks", {}).get(self.state_key, {})
+        self._check_length(trainer, pl_module)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.stepping_batches = trainer.estimated_stepping_batches
+        self._check_length(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config}
+        return {"config": self.config, "stepping_batches": self.stepping_batches}
+
+    def _check_length(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._resumed is None or self.stepping_batches is None:
+            return
+        resumed, self._resumed = self._resumed, None  # checked once
+        if resumed.get("stepping_batches") is None:
+            if trainer.is_global_zero:
+                log.warning(
+                    "%s was written before checkpoints stored the run's length (K optimiser "
+                    "steps): that this resume keeps the run's schedules (K=%s now) cannot be "
+                    "checked",
+                    trainer.ckpt_path,
+                    _steps(self.stepping_batches),
+                )
+            return
+        schedules = getattr(pl_module, "schedules_over_run", ())
+        problem = length_problem(
+            resumed, self.config, self.stepping_batches, schedules, trainer.ckpt_path
+        )
+        if problem is not None:
+            raise ConfigError(problem)
+
+
+def length_problem(
+    resumed: dict[str, Any],
+    config: dict[str, Any],
+    stepping_batches: float,
+    schedules: tuple[str, ...],
+    checkpoint: Any,
+) -> str | None:
+    """Why a run of `stepping_batches` (K) optimiser steps cannot resume from a checkpoint whose
+    ConfigSnapshot state is `resumed`, or None if it can: K is the same, or no schedule of the
+    run depends on it."""
+    stored = resumed["stepping_batches"]
+    if stored == stepping_batches or not schedules:
+        return None
+    changed = config_differences(resumed.get("config") or {}, config, (), "checkpoint")
+    keys = [line for line in changed if line.lstrip().startswith(("trainer.", "dataset."))]
+    what = "\n".join(keys) if keys else "  (no trainer key: the devices or the data changed)"
+    return (
+        f"{checkpoint} was written by a run of K={_steps(stored)} optimiser steps, and this run "
+        f"would have K={_steps(stepping_batches)}:\n{what}\n"
+        f"{' and '.join(schedules)} "
+        f"{'is a function of K, so it' if len(schedules) == 1 else 'are functions of K, so they'}"
+        " would change mid-run. Nothing was written. Resume with the original length (the "
+        "checkpoint's trainer settings); to train longer, start a new run (another "
+        "hydra.run.dir=...)."
+    )
+
+
+def _steps(k: float) -> str:
+    return "inf" if not math.isfinite(k) else str(int(k))
 
 
 def stored_config(checkpoint_path: Path) -> dict[str, Any] | None:
@@ -147,10 +245,19 @@ def config_differences(
     stored: dict[str, Any], current: dict[str, Any], may_change: tuple[str, ...], where: str
 ) -> list[str]:
     """One line per key whose value differs between two resolved configs (nested dicts), except
-    keys starting with one of `may_change`: `  key: OLD in the WHERE, NEW now`."""
+    keys starting with one of `may_change`: `  key: OLD in the WHERE, NEW now`. A key of
+    ADDED_LATER missing from `stored` counts as holding its value there."""
     old, new = _flatten(stored), _flatten(current)
+    implied = {key: value for key, value in ADDED_LATER.items() if key in new and key not in old}
+    old |= implied
+
+    def shown(values: dict[str, Any], key: str) -> str:
+        if key in implied and values is old:
+            return f"absent (so {implied[key]!r})"
+        return repr(values.get(key, "<absent>"))
+
     return [
-        f"  {key}: {old.get(key, '<absent>')!r} in the {where}, {new.get(key, '<absent>')!r} now"
+        f"  {key}: {shown(old, key)} in the {where}, {shown(new, key)} now"
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key) and not key.startswith(may_change)
     ]
