@@ -88,7 +88,9 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
     result = run_module(
         "-m",
         "loss=ntxent,orl",
-        "trainer.precision=32-true,bogus",  # bogus fails after the W&B run has started
+        # 1e+30 fails in training, after the W&B run has started: a non-finite loss at step 1
+        # (a bad config fails before any run starts, tests/training/test_resume_refused.py)
+        "optim.optimizer.lr=0.001,1e+30",
         "trainer.max_steps=2",  # 8x8 digits: seconds per job
         "callbacks.umap=null",
         "callbacks.orbit=null",
@@ -101,16 +103,18 @@ def test_wandb_runs_of_a_sweep_share_a_group(tmp_path):
     )
     assert result.returncode == 1, result.stderr[-3000:]
     runs = wandb_runs(sweep_dir)
-    precisions = ("32-true", "bogus")
-    names = [f"loss={loss},trainer.precision={p}" for loss in ("ntxent", "orl") for p in precisions]
+    rates = ("0.001", "1e+30")
+    names = [f"loss={loss},optim.optimizer.lr={lr}" for loss in ("ntxent", "orl") for lr in rates]
     assert sorted(runs) == sorted([*names, "sweep-report"])
     assert {info["group"] for info in runs.values()} == {"my-sweep"}
     for name in names:
-        loss, precision = (part.split("=")[1] for part in name.split(","))
+        loss, lr = (part.split("=")[1] for part in name.split(","))
         info = runs[name]
-        assert info["config"]["swept"] == {"loss": loss, "trainer.precision": precision}
-        assert info["exit_code"] == (0 if precision == "32-true" else 2)  # finished either way
-        assert ("val/knn_acc" in info["history"]) == (precision == "32-true")
+        swept = info["config"]["swept"]
+        assert swept.keys() == {"loss", "optim.optimizer.lr"} and swept["loss"] == loss
+        assert float(swept["optim.optimizer.lr"]) == float(lr)
+        assert info["exit_code"] == (0 if lr == "0.001" else 3)  # finished either way
+        assert ("val/knn_acc" in info["history"]) == (lr == "0.001")
     summary = runs["sweep-report"]
     assert summary["job_type"] == "sweep-report" and summary["exit_code"] == 0
     assert {"sweep/jobs/_type", "sweep/summary/_type"} <= summary["history"]
