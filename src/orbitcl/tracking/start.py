@@ -21,9 +21,19 @@ class StartLogger(L.Callback):
         self.build = build
         self.hyperparameters = hyperparameters
         self.logger: Logger | None = None
+        self._resume_step: int | None = None  # the checkpoint's global step, on a resume
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._resume_step = checkpoint["global_step"]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.logger is None:
             self.logger = self.build()
+            # A logger that can continue a resumed run's files (ResumableCSVLogger) is told where
+            # the checkpoint is, before it writes anything; W&B continues by its run id.
+            if self._resume_step is not None and hasattr(self.logger, "resume_at"):
+                self.logger.resume_at(self._resume_step)
             self.logger.log_hyperparams(self.hyperparameters)
         trainer.loggers = [self.logger, *(lg for lg in trainer.loggers if lg is not self.logger)]
