@@ -1,7 +1,8 @@
 """The run's logger, started when training starts: after the checks that need a fitting trainer
 (a resume's length, orbitcl.training.resume.ConfigSnapshot), so that a run they refuse starts no
-W&B run and writes no CSV or TensorBoard file (a CSV logger's start deletes the run directory's
-metrics.csv)."""
+W&B run and writes no CSV or TensorBoard file (a fresh CSV logger's start would replace the run
+directory's metrics.csv); on an accepted resume the CSV logger is told the checkpoint's step
+first, and continues the file (orbitcl.tracking.csv_logger)."""
 
 from collections.abc import Callable
 from typing import Any
